@@ -1,0 +1,77 @@
+"""Every span attribute and metric name of the public contract (ARCHITECTURE section 3), once.
+
+Dashboards and alert rules depend on these strings: change them only with the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- GenAI semantic conventions (request / response) ---
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_SYSTEM: Final = "gen_ai.system"  # pre-1.37 name, read from foreign spans only
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_REQUEST_SERVICE_TIER: Final = "gen_ai.openai.request.service_tier"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_SERVICE_TIER: Final = "gen_ai.openai.response.service_tier"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+ERROR_TYPE: Final = "error.type"
+SESSION_ID: Final = "session.id"
+USER_ID: Final = "user.id"
+
+# --- usage ---
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"  # legacy, foreign spans
+GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"  # legacy, foreign spans
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+
+# --- cost (draft semantic-conventions-genai #443) ---
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"
+GEN_AI_USAGE_COST_COMPAT: Final = "gen_ai.usage.cost"  # read by Langfuse and OpenLIT
+
+# --- our extensions ---
+LLM_COST_COST_INPUT: Final = "llm_cost.cost.input"
+LLM_COST_COST_OUTPUT: Final = "llm_cost.cost.output"
+LLM_COST_PRICING_SOURCE: Final = "llm_cost.pricing.source"
+LLM_COST_PRICING_MODEL: Final = "llm_cost.pricing.model"
+LLM_COST_USAGE_ESTIMATED: Final = "llm_cost.usage.estimated"
+LLM_COST_USAGE_INCOMPLETE: Final = "llm_cost.usage.incomplete"
+LLM_COST_BUDGET_NAME: Final = "llm_cost.budget.name"
+LLM_COST_BUDGET_OUTCOME: Final = "llm_cost.budget.outcome"
+LLM_COST_TAG_PREFIX: Final = "llm_cost.tag."
+LLM_COST_CALL_ID: Final = "llm_cost.call.id"
+"""Marks a span as ours and pairs it with the foreign spans of the same call (see processor)."""
+
+# --- metric instrument names ---
+METRIC_TOKEN_USAGE: Final = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"
+METRIC_OPERATION_COST: Final = "gen_ai.client.operation.cost"
+METRIC_TOKENS: Final = "llm_cost.tokens"
+METRIC_CALLS: Final = "llm_cost.calls"
+METRIC_BUDGET_LIMIT: Final = "llm_cost.budget.limit"
+METRIC_BUDGET_SPENT: Final = "llm_cost.budget.spent"
+METRIC_BUDGET_REMAINING: Final = "llm_cost.budget.remaining"
+METRIC_BUDGET_UTILIZATION: Final = "llm_cost.budget.utilization"
+METRIC_BUDGET_BLOCKED: Final = "llm_cost.budget.blocked"
+METRIC_BUDGET_EXHAUSTED_KEYS: Final = "llm_cost.budget.exhausted_keys"
+
+# --- metric attribute names ---
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+LLM_COST_TOKEN_TYPE: Final = "llm_cost.token.type"
+LLM_COST_OUTCOME: Final = "llm_cost.outcome"
+LLM_COST_PRICING_KNOWN: Final = "llm_cost.pricing.known"
+LLM_COST_BUDGET_WINDOW: Final = "llm_cost.budget.window"
+
+COST_SOURCE_LOCAL: Final = "local"
+CURRENCY_USD: Final = "USD"

@@ -1,0 +1,167 @@
+"""The `otel-llm-cost` command: look up prices, estimate a prompt's cost, run the demo.
+
+Errors are one clear line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from otel_llm_cost.config import ConfigError, Settings, prepare_price_book
+from otel_llm_cost.estimate import estimate_cost
+from otel_llm_cost.pricing import PriceBook, PricingError, Rates, normalize_provider
+
+_POPULAR_MODELS: tuple[tuple[str, str], ...] = (
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("openai", "gpt-5"),
+    ("openai", "o3"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("anthropic", "claude-opus-4-1"),
+    ("gcp.gemini", "gemini-2.5-pro"),
+    ("gcp.gemini", "gemini-2.5-flash"),
+)
+
+
+class CliError(Exception):
+    """Printed as one line, exit code 2."""
+
+
+def _price_text(price: Any) -> str | None:
+    if price is None:
+        return None
+    if isinstance(price, Decimal):
+        return _money(price)
+    tiers = ", ".join(f">{t.start:,} tok: {_money(t.price)}" for t in price.tiers)
+    return f"{_money(price.base)} ({tiers})"
+
+
+def _money(value: Decimal) -> str:
+    return f"{value.normalize():f}"
+
+
+def _rates_row(provider: str | None, model: str, rates: Rates | None) -> dict[str, Any]:
+    if rates is None:
+        return {"provider": provider, "model": model, "source": "unknown"}
+    row: dict[str, Any] = {"provider": provider, "model": model, "source": rates.source, "price_entry": rates.model}
+    for name in ("input", "output", "cache_read", "cache_write", "cache_write_1h", "input_audio", "output_audio"):
+        text = _price_text(getattr(rates, name))
+        if text is not None:
+            row[f"{name}_per_mtok"] = text
+    if rates.web_search_per_k is not None:
+        row["web_search_per_k"] = _money(rates.web_search_per_k)
+    return row
+
+
+def _cmd_prices(args: argparse.Namespace, book: PriceBook) -> int:
+    if args.models:
+        wanted = [(args.provider, m) for m in args.models]
+    else:
+        wanted = [(p, m) for p, m in _POPULAR_MODELS if args.provider is None or normalize_provider(p) == normalize_provider(args.provider)]
+    rows = [_rates_row(p, m, book.rates(p, m)) for p, m in wanted]
+    status = book.status().to_dict()
+    if args.json:
+        print(json.dumps({"status": status, "prices": rows}, indent=2))
+    else:
+        age = status["age_seconds"]
+        print(f"price source: {status['source']} (genai-prices {status['genai_prices_version']}"
+              + (f", {age / 3600:.1f} h old" if age is not None else "") + ")")
+        print(f"{'model':32} {'source':8} {'input':>10} {'output':>10} {'cache read':>10} {'cache write':>11}  USD per 1M tokens")
+        for row in rows:
+            cells = [row.get(k, "-") or "-" for k in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")]
+            cells = [c.split(" ")[0] + ("*" if " " in c else "") for c in cells]
+            print(f"{row['model']:32} {row['source']:8} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {cells[3]:>11}")
+        if any("(" in str(v) for row in rows for v in row.values()):
+            print("* tiered: a higher rate applies above a prompt-size threshold (see --json)")
+    unknown = [row["model"] for row in rows if row["source"] == "unknown"]
+    if unknown:
+        print(f"otel-llm-cost: no price known for {', '.join(unknown)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_estimate(args: argparse.Namespace, book: PriceBook) -> int:
+    if args.file:
+        try:
+            prompt = Path(args.file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read --file {args.file!r}: {exc}") from None
+    else:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise CliError("give the prompt on stdin or with --file")
+        prompt = sys.stdin.read()
+    if args.max_tokens is not None and args.max_tokens <= 0:
+        raise CliError(f"--max-tokens={args.max_tokens} must be greater than zero")
+    estimate = estimate_cost(
+        args.model, prompt, args.max_tokens, provider=args.provider,
+        default_output_tokens=args.settings.default_output_tokens, price_book=book,
+    )
+    result = {
+        "model": args.model,
+        "input_tokens_upper_bound": estimate.input_tokens,
+        "output_tokens": estimate.output_tokens,
+        "cost_usd": str(estimate.cost.total) if estimate.cost else None,
+        "price_source": estimate.cost.source if estimate.cost else "unknown",
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif estimate.cost is None:
+        print(f"{args.model}: ~{estimate.input_tokens} input + {estimate.output_tokens} output tokens; price unknown")
+    else:
+        print(f"{args.model}: at most ${estimate.cost.total:.6f} "
+              f"({estimate.input_tokens} input + {estimate.output_tokens} output tokens, {estimate.cost.source} prices)")
+    return 0 if estimate.cost is not None else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otel-llm-cost", description="Exact cost and budgets for LLM calls.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prices = commands.add_parser("prices", help="show resolved prices and their source")
+    prices.add_argument("models", nargs="*", metavar="MODEL")
+    prices.add_argument("--provider", help="provider, e.g. openai, anthropic, gcp.gemini, aws.bedrock")
+    prices.add_argument("--json", action="store_true")
+    prices.set_defaults(handler=_cmd_prices)
+
+    estimate = commands.add_parser("estimate", help="worst-case cost of a prompt (stdin or --file)")
+    estimate.add_argument("--model", required=True)
+    estimate.add_argument("--provider")
+    estimate.add_argument("--max-tokens", type=int)
+    estimate.add_argument("--file")
+    estimate.add_argument("--json", action="store_true")
+    estimate.set_defaults(handler=_cmd_estimate)
+
+    _add_demo(commands)
+    return parser
+
+
+def _add_demo(commands: Any) -> None:
+    try:
+        from otel_llm_cost.demo import add_demo_command
+    except ImportError:
+        return
+    add_demo_command(commands)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        args.settings = Settings.from_env()
+        book = prepare_price_book(args.settings, PriceBook())
+        return int(args.handler(args, book))
+    except (ConfigError, PricingError, CliError) as exc:
+        print(f"otel-llm-cost: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

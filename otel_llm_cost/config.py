@@ -1,0 +1,211 @@
+"""Settings from the OTEL_LLM_COST_* environment variables (ARCHITECTURE section 4).
+
+Every variable is read here and nowhere else. A bad value raises `ConfigError` at start-up with
+one line that names the variable and the value, so a typo never silently disables a budget.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Final
+
+ENABLED: Final = "OTEL_LLM_COST_ENABLED"
+BUDGET_USD: Final = "OTEL_LLM_COST_BUDGET_USD"
+BUDGET_WINDOW: Final = "OTEL_LLM_COST_BUDGET_WINDOW"
+SESSION_BUDGET_USD: Final = "OTEL_LLM_COST_SESSION_BUDGET_USD"
+USER_BUDGET_USD: Final = "OTEL_LLM_COST_USER_BUDGET_USD"
+BUDGETS_FILE: Final = "OTEL_LLM_COST_BUDGETS_FILE"
+ON_EXCEED: Final = "OTEL_LLM_COST_ON_EXCEED"
+BUDGET_STORE: Final = "OTEL_LLM_COST_BUDGET_STORE"
+DEFAULT_OUTPUT_TOKENS: Final = "OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS"
+PRICING_FILE: Final = "OTEL_LLM_COST_PRICING_FILE"
+PRICES_UPDATE: Final = "OTEL_LLM_COST_PRICES_UPDATE"
+PRICES_URL: Final = "OTEL_LLM_COST_PRICES_URL"
+PRICES_CACHE_DIR: Final = "OTEL_LLM_COST_PRICES_CACHE_DIR"
+STREAM_USAGE: Final = "OTEL_LLM_COST_STREAM_USAGE"
+METRIC_TAGS: Final = "OTEL_LLM_COST_METRIC_TAGS"
+COMPAT_COST_ATTRIBUTE: Final = "OTEL_LLM_COST_COMPAT_COST_ATTRIBUTE"
+MAX_SESSIONS: Final = "OTEL_LLM_COST_MAX_SESSIONS"
+
+WINDOWS: Final = ("total", "hour", "day", "week", "month")
+POLICIES: Final = ("raise", "warn")
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use. The message names the setting and the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    enabled: bool = True
+    budget_usd: Decimal | None = None
+    budget_window: str = "total"
+    session_budget_usd: Decimal | None = None
+    user_budget_usd: Decimal | None = None
+    budgets_file: Path | None = None
+    on_exceed: str = "raise"
+    budget_store: str = "memory"
+    default_output_tokens: int = 1024
+    pricing_file: Path | None = None
+    prices_update: bool = False
+    prices_url: str | None = None
+    prices_cache_dir: Path | None = None
+    stream_usage: bool = True
+    metric_tags: tuple[str, ...] = field(default_factory=tuple)
+    compat_cost_attribute: bool = True
+    max_sessions: int = 10_000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (variable, parse) in _PARSERS.items():
+            raw = env.get(variable)
+            if raw is not None and raw.strip() != "":
+                values[name] = parse(variable, raw.strip())
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Settings given in code (`configure(budget_usd=5)`) win over the environment.
+
+        Values go through the same parsers as the environment, so they fail the same way.
+        """
+        known = {f.name for f in fields(self)}
+        values: dict[str, Any] = {}
+        for name, value in overrides.items():
+            if name not in known:
+                raise ConfigError(f"configure(): unknown setting {name!r}; expected one of {sorted(known)}")
+            if value is None:
+                values[name] = None
+                continue
+            variable, parse = _PARSERS[name]
+            text = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+            values[name] = parse(f"configure({name}=...)", text)
+        return replace(self, **values)
+
+
+def parse_bool(variable: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{variable}={raw!r} is not a boolean; use true or false")
+
+
+def parse_usd(variable: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"{variable}={raw!r} is not a number of US dollars") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{variable}={raw!r} must be a finite, non-negative number of US dollars")
+    return value
+
+
+def parse_positive_int(variable: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{variable}={raw!r} must be greater than zero")
+    return value
+
+
+def parse_window(variable: str, raw: str) -> str:
+    if raw.lower() not in WINDOWS:
+        raise ConfigError(f"{variable}={raw!r} is not a budget window; use one of {', '.join(WINDOWS)}")
+    return raw.lower()
+
+
+def parse_policy(variable: str, raw: str) -> str:
+    if raw.lower() not in POLICIES:
+        raise ConfigError(f"{variable}={raw!r} is not a policy; use raise or warn")
+    return raw.lower()
+
+
+def parse_store(variable: str, raw: str) -> str:
+    if raw == "memory" or raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+        return raw
+    raise ConfigError(f"{variable}={raw!r} is not a budget store; use memory or sqlite:///path/to/file.db")
+
+
+def parse_readable_file(variable: str, raw: str) -> Path:
+    path = Path(raw).expanduser()
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{variable}={raw!r} cannot be read: {exc.strerror or exc}") from None
+    return path
+
+
+def parse_dir(variable: str, raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def parse_url(variable: str, raw: str) -> str:
+    if not raw.startswith(("http://", "https://", "file://")):
+        raise ConfigError(f"{variable}={raw!r} is not an http(s):// or file:// URL")
+    return raw
+
+
+def parse_tag_list(variable: str, raw: str) -> tuple[str, ...]:
+    tags = tuple(t.strip() for t in raw.split(",") if t.strip())
+    for tag in tags:
+        if not tag.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ConfigError(f"{variable}={raw!r}: tag name {tag!r} may hold only letters, digits, '_', '-', '.'")
+    return tags
+
+
+def is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_PARSERS: Final[dict[str, tuple[str, Any]]] = {
+    "enabled": (ENABLED, parse_bool),
+    "budget_usd": (BUDGET_USD, parse_usd),
+    "budget_window": (BUDGET_WINDOW, parse_window),
+    "session_budget_usd": (SESSION_BUDGET_USD, parse_usd),
+    "user_budget_usd": (USER_BUDGET_USD, parse_usd),
+    "budgets_file": (BUDGETS_FILE, parse_readable_file),
+    "on_exceed": (ON_EXCEED, parse_policy),
+    "budget_store": (BUDGET_STORE, parse_store),
+    "default_output_tokens": (DEFAULT_OUTPUT_TOKENS, parse_positive_int),
+    "pricing_file": (PRICING_FILE, parse_readable_file),
+    "prices_update": (PRICES_UPDATE, parse_bool),
+    "prices_url": (PRICES_URL, parse_url),
+    "prices_cache_dir": (PRICES_CACHE_DIR, parse_dir),
+    "stream_usage": (STREAM_USAGE, parse_bool),
+    "metric_tags": (METRIC_TAGS, parse_tag_list),
+    "compat_cost_attribute": (COMPAT_COST_ATTRIBUTE, parse_bool),
+    "max_sessions": (MAX_SESSIONS, parse_positive_int),
+}
+
+
+def prepare_price_book(settings: Settings, book: Any = None) -> Any:
+    """Load the custom pricing file and, if asked, fresh prices into `book` (default: the global one).
+
+    A malformed pricing file is a start-up error that names the variable and the file's problem.
+    """
+    from otel_llm_cost.pricing import PricingError, default_price_book
+    from otel_llm_cost.pricing_fetch import refresh_prices
+
+    book = book or default_price_book()
+    if settings.pricing_file is not None:
+        try:
+            book.load_pricing_file(settings.pricing_file)
+        except PricingError as exc:
+            raise ConfigError(f"{PRICING_FILE}: {exc}") from None
+    if settings.prices_update:
+        refresh_prices(book, url=settings.prices_url, cache_dir=settings.prices_cache_dir)
+    return book

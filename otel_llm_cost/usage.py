@@ -1,0 +1,340 @@
+"""`Usage`: one normalised token count, built from each provider's own way of counting.
+
+The normalised form (what every field means here):
+
+* ``input_tokens``: ALL input, cached reads, cache writes and audio included.
+* ``cache_read_tokens``, ``cache_write_5m_tokens``, ``cache_write_1h_tokens``, ``input_audio_tokens``:
+  subsets of ``input_tokens``. ``cache_write_5m_tokens`` holds writes at the provider's standard
+  cache-write rate (Anthropic's and Bedrock's 5-minute TTL, and OpenAI's writes, which have one rate).
+* ``output_tokens``: ALL output, reasoning and audio included.
+* ``reasoning_tokens``, ``output_audio_tokens``: subsets of ``output_tokens``.
+* ``web_search_requests``: server-side tool calls billed per request, not per token.
+
+How each provider counts, and so what the functions below add or keep:
+
+========== ===================================================== ======================================
+provider   subsets of a reported total                           added on top of a reported total
+========== ===================================================== ======================================
+OpenAI     ``cached_tokens``, ``cache_write_tokens`` ⊂ prompt/input, ``reasoning_tokens``
+           ⊂ completion/output, ``audio_tokens`` ⊂ both
+Anthropic  ``cache_creation.ephemeral_{5m,1h}`` ⊂                ``cache_read_input_tokens`` and
+           ``cache_creation_input_tokens``                       ``cache_creation_input_tokens`` are
+                                                                 added to ``input_tokens``
+Gemini     ``cachedContentTokenCount`` ⊂ ``promptTokenCount``,   ``thoughtsTokenCount`` is billed as
+           audio ``promptTokensDetails`` ⊂ prompt                output on top of candidates;
+                                                                 ``toolUsePromptTokenCount`` is input
+Bedrock    ``cacheDetails[ttl]`` ⊂ ``cacheWriteInputTokens``     cache reads and writes are added to
+                                                                 ``inputTokens``, which excludes them
+Cohere v2  bill ``billed_units``, never ``tokens``
+Mistral    ``prompt_tokens_details.cached_tokens`` ⊂ prompt
+========== ===================================================== ======================================
+
+A malformed payload (missing or ``None`` totals, strings, negatives, subsets larger than their total)
+never raises out of these functions: it yields a `Usage` with ``complete=False`` holding whatever
+could be read, so the caller can flag the cost as uncertain instead of crashing the host app.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+__all__ = [
+    "Usage",
+    "usage_from_openai_chat",
+    "usage_from_openai_responses",
+    "usage_from_openai_embeddings",
+    "usage_from_anthropic_messages",
+    "usage_from_gemini",
+    "usage_from_bedrock_converse",
+    "usage_from_cohere_chat",
+    "usage_from_mistral_chat",
+    "usage_from_api",
+    "USAGE_PARSERS",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    web_search_requests: int = 0
+    complete: bool = True
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_5m_tokens=self.cache_write_5m_tokens + other.cache_write_5m_tokens,
+            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
+            output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
+            web_search_requests=self.web_search_requests + other.web_search_requests,
+            complete=self.complete and other.complete,
+        )
+
+    def checked(self) -> Usage:
+        """Clamp subsets to their totals; a clamp marks the usage incomplete."""
+        input_subsets = self.cache_read_tokens + self.cache_write_tokens
+        problems = (
+            input_subsets > self.input_tokens
+            or self.input_audio_tokens > self.input_tokens
+            or self.reasoning_tokens + self.output_audio_tokens > self.output_tokens
+        )
+        if not problems:
+            return self
+        return replace(
+            self,
+            input_tokens=max(self.input_tokens, input_subsets, self.input_audio_tokens),
+            output_tokens=max(self.output_tokens, self.reasoning_tokens + self.output_audio_tokens),
+            complete=False,
+        )
+
+
+class _Reader:
+    """Reads counts from a dict or an SDK object, noting anything malformed instead of raising."""
+
+    __slots__ = ("complete",)
+
+    def __init__(self) -> None:
+        self.complete = True
+
+    def count(self, payload: Any, *path: str, required: bool = False) -> int:
+        value = dig(payload, *path)
+        if value is None:
+            if required:
+                self.complete = False
+            return 0
+        if isinstance(value, bool):
+            self.complete = False
+            return 0
+        if isinstance(value, int) and value >= 0:
+            return value
+        if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
+            return int(value)
+        self.complete = False
+        return 0
+
+    def build(self, **counts: int) -> Usage:
+        return Usage(complete=self.complete, **counts).checked()
+
+
+def dig(payload: Any, *path: str) -> Any:
+    """Follow `path` through mappings or attributes; None when any step is missing."""
+    current = payload
+    for key in path:
+        if current is None:
+            return None
+        if isinstance(current, Mapping):
+            current = current.get(key)
+        else:
+            try:
+                current = getattr(current, key, None)
+            except Exception:
+                return None
+    return current
+
+
+def _first(payload: Any, *names: str) -> Any:
+    """The first present field among spellings (camelCase REST, snake_case SDK)."""
+    for name in names:
+        value = dig(payload, name)
+        if value is not None:
+            return value
+    return None
+
+
+def _invalid_payload(payload: Any) -> bool:
+    return payload is None or isinstance(payload, (str, bytes, int, float, bool, list, tuple))
+
+
+def _incomplete() -> Usage:
+    return Usage(complete=False)
+
+
+def usage_from_openai_chat(usage: Any) -> Usage:
+    """OpenAI Chat Completions `usage`: cached, cache writes and audio ⊂ prompt; reasoning, audio ⊂ completion."""
+    if _invalid_payload(usage):
+        return _incomplete()
+    read = _Reader()
+    return read.build(
+        input_tokens=read.count(usage, "prompt_tokens", required=True),
+        cache_read_tokens=read.count(usage, "prompt_tokens_details", "cached_tokens"),
+        cache_write_5m_tokens=read.count(usage, "prompt_tokens_details", "cache_write_tokens"),
+        input_audio_tokens=read.count(usage, "prompt_tokens_details", "audio_tokens"),
+        output_tokens=read.count(usage, "completion_tokens", required=True),
+        reasoning_tokens=read.count(usage, "completion_tokens_details", "reasoning_tokens"),
+        output_audio_tokens=read.count(usage, "completion_tokens_details", "audio_tokens"),
+    )
+
+
+def usage_from_openai_responses(usage: Any) -> Usage:
+    """OpenAI Responses `usage`: cached and cache writes ⊂ input_tokens, reasoning ⊂ output_tokens."""
+    if _invalid_payload(usage):
+        return _incomplete()
+    read = _Reader()
+    return read.build(
+        input_tokens=read.count(usage, "input_tokens", required=True),
+        cache_read_tokens=read.count(usage, "input_tokens_details", "cached_tokens"),
+        cache_write_5m_tokens=read.count(usage, "input_tokens_details", "cache_write_tokens"),
+        output_tokens=read.count(usage, "output_tokens", required=True),
+        reasoning_tokens=read.count(usage, "output_tokens_details", "reasoning_tokens"),
+    )
+
+
+def usage_from_openai_embeddings(usage: Any) -> Usage:
+    """OpenAI Embeddings `usage`: input only."""
+    if _invalid_payload(usage):
+        return _incomplete()
+    read = _Reader()
+    return read.build(input_tokens=read.count(usage, "prompt_tokens", required=True))
+
+
+def usage_from_anthropic_messages(usage: Any) -> Usage:
+    """Anthropic Messages `usage`: cache reads and writes are ADDED to `input_tokens`.
+
+    `cache_creation` splits the writes by TTL; without it every write is a 5-minute write (the default).
+    """
+    if _invalid_payload(usage):
+        return _incomplete()
+    read = _Reader()
+    uncached = read.count(usage, "input_tokens", required=True)
+    cache_read = read.count(usage, "cache_read_input_tokens")
+    cache_write = read.count(usage, "cache_creation_input_tokens")
+    write_1h = read.count(usage, "cache_creation", "ephemeral_1h_input_tokens")
+    write_5m = read.count(usage, "cache_creation", "ephemeral_5m_input_tokens")
+    if write_5m + write_1h > cache_write:
+        cache_write = write_5m + write_1h  # the split is the more detailed report; trust it
+    return read.build(
+        input_tokens=uncached + cache_read + cache_write,
+        cache_read_tokens=cache_read,
+        cache_write_5m_tokens=cache_write - write_1h,
+        cache_write_1h_tokens=write_1h,
+        output_tokens=read.count(usage, "output_tokens", required=True),
+        web_search_requests=read.count(usage, "server_tool_use", "web_search_requests"),
+    )
+
+
+def _gemini_audio(read: _Reader, details: Any) -> int:
+    if not isinstance(details, (list, tuple)):
+        return 0
+    total = 0
+    for item in details:
+        modality = _first(item, "modality")
+        modality = getattr(modality, "value", modality)
+        if isinstance(modality, str) and modality.upper() == "AUDIO":
+            total += read.count(item, "tokenCount") or read.count(item, "token_count")
+    return total
+
+
+def usage_from_gemini(usage: Any) -> Usage:
+    """Gemini `usageMetadata` (REST camelCase) or `usage_metadata` (SDK snake_case).
+
+    Thoughts are billed as output on top of candidates; tool-use prompt tokens are input on top of
+    the prompt; cached content is a subset of the prompt.
+    """
+    if _invalid_payload(usage):
+        return _incomplete()
+    read = _Reader()
+    snake = dig(usage, "prompt_token_count") is not None or dig(usage, "candidates_token_count") is not None
+
+    def field(camel: str, snake_name: str, required: bool = False) -> int:
+        return read.count(usage, snake_name if snake else camel, required=required)
+
+    prompt = field("promptTokenCount", "prompt_token_count", required=True)
+    tool_prompt = field("toolUsePromptTokenCount", "tool_use_prompt_token_count")
+    candidates = field("candidatesTokenCount", "candidates_token_count")
+    thoughts = field("thoughtsTokenCount", "thoughts_token_count")
+    details = dig(usage, "prompt_tokens_details" if snake else "promptTokensDetails")
+    return read.build(
+        input_tokens=prompt + tool_prompt,
+        cache_read_tokens=field("cachedContentTokenCount", "cached_content_token_count"),
+        input_audio_tokens=_gemini_audio(read, details),
+        output_tokens=candidates + thoughts,
+        reasoning_tokens=thoughts,
+    )
+
+
+def usage_from_bedrock_converse(usage: Any) -> Usage:
+    """Bedrock Converse `usage`: `inputTokens` EXCLUDES the cache; `cacheDetails` splits writes by TTL."""
+    if _invalid_payload(usage):
+        return _incomplete()
+    read = _Reader()
+    uncached = read.count(usage, "inputTokens", required=True)
+    cache_read = read.count(usage, "cacheReadInputTokens")
+    cache_write = read.count(usage, "cacheWriteInputTokens")
+    write_1h = 0
+    details = dig(usage, "cacheDetails")
+    if isinstance(details, (list, tuple)):
+        write_1h = sum(read.count(d, "inputTokens") for d in details if dig(d, "ttl") == "1h")
+    cache_write = max(cache_write, write_1h)
+    return read.build(
+        input_tokens=uncached + cache_read + cache_write,
+        cache_read_tokens=cache_read,
+        cache_write_5m_tokens=cache_write - write_1h,
+        cache_write_1h_tokens=write_1h,
+        output_tokens=read.count(usage, "outputTokens", required=True),
+    )
+
+
+def usage_from_cohere_chat(usage: Any) -> Usage:
+    """Cohere v2 chat `usage`: bill `billed_units`; `tokens` includes unbilled template tokens."""
+    if _invalid_payload(usage):
+        return _incomplete()
+    read = _Reader()
+    return read.build(
+        input_tokens=read.count(usage, "billed_units", "input_tokens", required=True),
+        output_tokens=read.count(usage, "billed_units", "output_tokens", required=True),
+    )
+
+
+def usage_from_mistral_chat(usage: Any) -> Usage:
+    """Mistral chat `usage`: OpenAI-like; cached tokens, when reported, are a subset of the prompt."""
+    if _invalid_payload(usage):
+        return _incomplete()
+    read = _Reader()
+    return read.build(
+        input_tokens=read.count(usage, "prompt_tokens", required=True),
+        cache_read_tokens=read.count(usage, "prompt_tokens_details", "cached_tokens"),
+        output_tokens=read.count(usage, "completion_tokens", required=True),
+    )
+
+
+USAGE_PARSERS: dict[str, Callable[[Any], Usage]] = {
+    "openai.chat": usage_from_openai_chat,
+    "openai.responses": usage_from_openai_responses,
+    "openai.embeddings": usage_from_openai_embeddings,
+    "anthropic.messages": usage_from_anthropic_messages,
+    "gemini.generate_content": usage_from_gemini,
+    "bedrock.converse": usage_from_bedrock_converse,
+    "cohere.chat": usage_from_cohere_chat,
+    "mistral.chat": usage_from_mistral_chat,
+}
+
+
+def usage_from_api(api: str, payload: Any) -> Usage | None:
+    """Normalise `payload` for a named API; None when the API name is unknown."""
+    if isinstance(payload, Usage):
+        return payload
+    parser = USAGE_PARSERS.get(api)
+    return parser(payload) if parser is not None else None

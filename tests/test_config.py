@@ -1,0 +1,68 @@
+"""Every bad setting stops start-up with one line that names the variable and the value."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from otel_llm_cost.config import ConfigError, Settings
+
+
+def test_defaults_match_the_contract():
+    settings = Settings.from_env({})
+    assert settings.enabled and settings.stream_usage and settings.compat_cost_attribute
+    assert (settings.budget_window, settings.on_exceed, settings.budget_store) == ("total", "raise", "memory")
+    assert settings.default_output_tokens == 1024
+    assert settings.budget_usd is None and settings.metric_tags == ()
+
+
+def test_values_are_parsed():
+    settings = Settings.from_env({
+        "OTEL_LLM_COST_BUDGET_USD": "5.25",
+        "OTEL_LLM_COST_BUDGET_WINDOW": "Day",
+        "OTEL_LLM_COST_ON_EXCEED": "warn",
+        "OTEL_LLM_COST_BUDGET_STORE": "sqlite:///tmp/b.db",
+        "OTEL_LLM_COST_METRIC_TAGS": "feature, team",
+        "OTEL_LLM_COST_ENABLED": "false",
+    })
+    assert settings.budget_usd == Decimal("5.25")
+    assert settings.budget_window == "day"
+    assert settings.metric_tags == ("feature", "team")
+    assert settings.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("OTEL_LLM_COST_BUDGET_USD", "abc", "not a number of US dollars"),
+        ("OTEL_LLM_COST_BUDGET_USD", "-1", "non-negative"),
+        ("OTEL_LLM_COST_BUDGET_USD", "NaN", "finite"),
+        ("OTEL_LLM_COST_SESSION_BUDGET_USD", "Infinity", "finite"),
+        ("OTEL_LLM_COST_BUDGET_WINDOW", "fortnight", "not a budget window"),
+        ("OTEL_LLM_COST_ON_EXCEED", "explode", "not a policy"),
+        ("OTEL_LLM_COST_BUDGET_STORE", "postgres://x", "not a budget store"),
+        ("OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS", "0", "greater than zero"),
+        ("OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS", "many", "whole number"),
+        ("OTEL_LLM_COST_ENABLED", "maybe", "not a boolean"),
+        ("OTEL_LLM_COST_PRICING_FILE", "/no/such/file.toml", "cannot be read"),
+        ("OTEL_LLM_COST_BUDGETS_FILE", "/no/such/budgets.toml", "cannot be read"),
+        ("OTEL_LLM_COST_METRIC_TAGS", "feature,us er", "tag name"),
+    ],
+)
+def test_bad_value_names_variable_and_value(variable, value, fragment):
+    with pytest.raises(ConfigError) as excinfo:
+        Settings.from_env({variable: value})
+    message = str(excinfo.value)
+    assert message.startswith(f"{variable}={value!r}")
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_code_overrides_win_and_are_validated():
+    settings = Settings.from_env({"OTEL_LLM_COST_BUDGET_USD": "5"}).with_overrides(budget_usd=2)
+    assert settings.budget_usd == Decimal(2)
+    with pytest.raises(ConfigError, match=r"configure\(budget_window=\.\.\.\)='fortnight'"):
+        settings.with_overrides(budget_window="fortnight")
+    with pytest.raises(ConfigError, match="unknown setting 'budget'"):
+        settings.with_overrides(budget=3)

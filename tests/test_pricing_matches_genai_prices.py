@@ -1,0 +1,72 @@
+"""Our cached fast path computes exactly what genai_prices.calc_price computes, wherever it has the price."""
+
+from __future__ import annotations
+
+import genai_prices
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from otel_llm_cost.pricing import PriceBook
+from otel_llm_cost.usage import Usage
+
+MODELS = [
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-5"),
+    ("openai", "gpt-realtime"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("google", "gemini-2.5-pro"),
+    ("google", "gemini-2.5-flash"),
+    ("aws", "us.anthropic.claude-sonnet-4-20250514-v1:0"),
+    ("mistral", "mistral-small-latest"),
+]
+
+book = PriceBook(corrections=[])  # genai-prices alone, no corrections of ours
+
+
+@st.composite
+def usages(draw: st.DrawFn) -> Usage:
+    cache_read = draw(st.integers(0, 300_000))
+    write_5m = draw(st.integers(0, 100_000))
+    write_1h = draw(st.integers(0, 100_000))
+    audio_in = draw(st.integers(0, 50_000))
+    plain = draw(st.integers(0, 300_000))
+    audio_out = draw(st.integers(0, 20_000))
+    output = audio_out + draw(st.integers(0, 50_000))
+    return Usage(
+        input_tokens=plain + cache_read + write_5m + write_1h + audio_in,
+        cache_read_tokens=cache_read,
+        cache_write_5m_tokens=write_5m,
+        cache_write_1h_tokens=write_1h,
+        input_audio_tokens=audio_in,
+        output_tokens=output,
+        output_audio_tokens=audio_out,
+        web_search_requests=draw(st.integers(0, 5)),
+    )
+
+
+def _genai_usage(usage: Usage) -> genai_prices.Usage:
+    values = {
+        "input_tokens": usage.input_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "input_audio_tokens": usage.input_audio_tokens,
+        "output_tokens": usage.output_tokens,
+        "output_audio_tokens": usage.output_audio_tokens,
+        "web_searches": usage.web_search_requests,
+        "cache_audio_read_tokens": 0,  # our Usage counts audio input as uncached
+    }
+    if usage.cache_write_1h_tokens:
+        values["cache_write_1h_tokens"] = usage.cache_write_1h_tokens
+    return genai_prices.Usage(**values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(model=st.sampled_from(MODELS), usage=usages())
+def test_fast_path_equals_genai_prices(model, usage):
+    provider, name = model
+    ours = book.compute_cost(provider, name, usage)
+    theirs = genai_prices.calc_price(_genai_usage(usage), name, provider_id=provider)
+    assert ours.total == theirs.total_price
+    assert ours.input == theirs.input_price
+    assert ours.output == theirs.output_price
