@@ -1,0 +1,41 @@
+"""`instrument()` / `uninstrument()` for every supported SDK that is installed."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+__all__ = ["instrument", "uninstrument", "INSTRUMENTORS"]
+
+# SDK import name -> "module:InstrumentorClass"
+INSTRUMENTORS: dict[str, str] = {
+    "openai": "otel_llm_cost.instrumentation.openai:OpenAIInstrumentor",
+    "anthropic": "otel_llm_cost.instrumentation.anthropic:AnthropicInstrumentor",
+}
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+def instrument(**kwargs: Any) -> list[str]:
+    """Instrument every installed SDK; returns their names. Instrumenting twice is harmless."""
+    done = []
+    for sdk, path in INSTRUMENTORS.items():
+        if importlib.util.find_spec(sdk) is None:
+            continue
+        instrumentor = _load(path)
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(**kwargs)
+        done.append(sdk)
+    return done
+
+
+def uninstrument() -> None:
+    for sdk, path in INSTRUMENTORS.items():
+        if importlib.util.find_spec(sdk) is not None:
+            instrumentor = _load(path)
+            if instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.uninstrument()

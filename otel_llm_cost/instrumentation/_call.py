@@ -1,0 +1,360 @@
+"""`LLMCall`: the lifecycle of one LLM call, written once for every SDK, sync and async.
+
+span start (request attributes, session, tags) -> budget reservation -> the SDK call (current span,
+so the SDK's own spans nest under ours) -> usage -> cost -> attributes -> end.
+
+A wrapper in ``instrumentation/<sdk>.py`` only describes its SDK with an `Endpoint`: how to read the
+request, the response and the stream items. Everything here guards the host app: an error in our
+code is logged once and swallowed, the SDK's return value and exceptions pass through untouched,
+and the only exception we raise on purpose is `BudgetExceededError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from otel_llm_cost import _state
+from otel_llm_cost import attributes as attr
+from otel_llm_cost._log import exception_once
+from otel_llm_cost.budget import BudgetExceededError
+from otel_llm_cost.context import SessionContext, current_session
+from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
+from otel_llm_cost.usage import Usage
+
+__all__ = ["Request", "Outcome", "StreamAccumulator", "Endpoint", "LLMCall", "wrap_endpoint", "run_sync", "run_async"]
+
+_logger = logging.getLogger(__name__)
+
+SCOPE_NAME = "otel_llm_cost"
+"""Our instrumentation scope: how the processor tells our spans from other instrumentations'."""
+
+
+@dataclass(slots=True)
+class Request:
+    """What a wrapper read from the request. `prompt` feeds the budget estimate; it never goes on a span."""
+
+    operation: str
+    provider: str
+    api: str
+    model: str | None
+    kwargs: dict[str, Any]
+    max_tokens: int | None = None
+    stream: bool = False
+    service_tier: str | None = None
+    batch: bool = False
+    prompt: Any = None
+    system: Any = None
+    tools: Any = None
+    hide_usage_chunk: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a wrapper read from the response (or the end of a stream)."""
+
+    usage: Usage | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+    service_tier: str | None = None
+    estimated: bool = False
+
+
+class StreamAccumulator(Protocol):
+    def observe(self, item: Any) -> bool:
+        """Read one stream item; return False to hide it from the app (our injected usage chunk)."""
+
+    def outcome(self, complete: bool) -> Outcome:
+        """Usage and response fields so far; `complete` is False when the stream ended early."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """How one SDK method is read. Pure functions of the SDK's shapes, no telemetry."""
+
+    read_request: Callable[[Any, tuple[Any, ...], dict[str, Any]], Request | None]
+    read_response: Callable[[Any], Outcome]
+    new_accumulator: Callable[[Request], StreamAccumulator] | None = None
+
+    def is_stream(self, request: Request, result: Any) -> bool:
+        return self.new_accumulator is not None and request.stream
+
+
+@dataclass(slots=True)
+class CallContext:
+    """What every call of one instrumentor shares."""
+
+    tracer: Tracer
+    price_book: PriceBook = field(default_factory=default_price_book)
+
+
+class LLMCall:
+    """One call in flight. `finish` and `fail` end it exactly once."""
+
+    __slots__ = ("request", "span", "session", "started", "reservation", "_ctx", "_ended", "cost")
+
+    def __init__(self, ctx: CallContext, request: Request, span: Span, session: SessionContext | None) -> None:
+        self._ctx = ctx
+        self.request = request
+        self.span = span
+        self.session = session
+        self.started = time.perf_counter()
+        self.reservation: Any = None
+        self._ended = False
+        self.cost: Cost | None = None
+
+    @classmethod
+    def begin(cls, ctx: CallContext, request: Request) -> LLMCall | None:
+        """Start the span and reserve the budget. Raises only `BudgetExceededError`."""
+        try:
+            session = current_session()
+            span = ctx.tracer.start_span(
+                f"{request.operation} {request.model}" if request.model else request.operation,
+                kind=SpanKind.CLIENT,
+                attributes=_start_attributes(request, session),
+            )
+            call = cls(ctx, request, span, session)
+        except Exception:
+            exception_once(_logger, "call-begin", "otel-llm-cost: could not start a span; call not instrumented")
+            return None
+        try:
+            _state.budget_hook().reserve(call)
+        except BudgetExceededError as refusal:
+            call._end_blocked(refusal)
+            raise
+        except Exception:
+            exception_once(_logger, "budget-reserve", "otel-llm-cost: budget reservation failed; call allowed")
+        return call
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """Make our span current while the SDK sends, so the SDK's own spans become its children."""
+        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield
+
+    def finish(self, outcome: Outcome) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._record(outcome)
+        except Exception:
+            exception_once(_logger, "call-finish", "otel-llm-cost: could not record usage and cost")
+        self._settle(failed=False)
+        self.span.end()
+
+    def fail(self, error: BaseException, outcome: Outcome | None = None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            if outcome is not None and outcome.usage is not None:
+                self._record(outcome)
+            self.span.set_attribute(attr.ERROR_TYPE, type(error).__qualname__)
+            self.span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+        except Exception:
+            exception_once(_logger, "call-fail", "otel-llm-cost: could not record a failed call")
+        self._settle(failed=self.cost is None)
+        self.span.end()
+
+    def _end_blocked(self, refusal: BudgetExceededError) -> None:
+        self._ended = True
+        try:
+            self.span.set_attributes({
+                attr.ERROR_TYPE: type(refusal).__qualname__,
+                attr.LLM_COST_BUDGET_NAME: refusal.budget,
+                attr.LLM_COST_BUDGET_OUTCOME: "blocked",
+            })
+            self.span.set_status(Status(StatusCode.ERROR, "BudgetExceededError"))
+        finally:
+            self.span.end()
+
+    def _settle(self, failed: bool) -> None:
+        try:
+            _state.budget_hook().settle(self, self.cost, failed)
+        except Exception:
+            exception_once(_logger, "budget-settle", "otel-llm-cost: could not settle a budget reservation")
+
+    def _record(self, outcome: Outcome) -> None:
+        request = self.request
+        values: dict[str, Any] = {}
+        if outcome.response_model:
+            values[attr.GEN_AI_RESPONSE_MODEL] = outcome.response_model
+        if outcome.response_id:
+            values[attr.GEN_AI_RESPONSE_ID] = outcome.response_id
+        if outcome.finish_reasons:
+            values[attr.GEN_AI_RESPONSE_FINISH_REASONS] = list(outcome.finish_reasons)
+        if outcome.service_tier:
+            values[attr.GEN_AI_RESPONSE_SERVICE_TIER] = outcome.service_tier
+        usage = outcome.usage
+        if usage is None:
+            values[attr.LLM_COST_PRICING_SOURCE] = "unknown"
+            self.span.set_attributes(values)
+            return
+        values.update(_usage_attributes(usage))
+        if outcome.estimated:
+            values[attr.LLM_COST_USAGE_ESTIMATED] = True
+        if not usage.complete:
+            values[attr.LLM_COST_USAGE_INCOMPLETE] = True
+        cost = self._price(usage, outcome)
+        self.cost = cost
+        if cost is None:
+            values[attr.LLM_COST_PRICING_SOURCE] = "unknown"
+        else:
+            total = float(cost.total)
+            values[attr.GEN_AI_USAGE_COST_AMOUNT] = total
+            values[attr.GEN_AI_USAGE_COST_CURRENCY] = cost.currency
+            values[attr.GEN_AI_USAGE_COST_SOURCE] = attr.COST_SOURCE_LOCAL
+            values[attr.LLM_COST_COST_INPUT] = float(cost.input)
+            values[attr.LLM_COST_COST_OUTPUT] = float(cost.output)
+            values[attr.LLM_COST_PRICING_SOURCE] = cost.source
+            values[attr.LLM_COST_PRICING_MODEL] = cost.model
+            if _state.settings().compat_cost_attribute:
+                values[attr.GEN_AI_USAGE_COST_COMPAT] = total
+        self.span.set_attributes(values)
+
+    def _price(self, usage: Usage, outcome: Outcome) -> Cost | None:
+        request = self.request
+        tier = outcome.service_tier or None
+        book = self._ctx.price_book
+        for model in (outcome.response_model, request.model):
+            if model:
+                cost = book.compute_cost(request.provider, model, usage, service_tier=tier, batch=request.batch)
+                if cost is not None:
+                    return cost
+        return None
+
+
+def estimated_usage(request: Request, output_tokens: int) -> Usage:
+    """Usage for a call whose real usage never arrived: input from the request's upper-bound
+    estimate, output as counted so far. Marked estimated on the span, never priced at 0."""
+    from otel_llm_cost.estimate import estimate_input_tokens
+
+    input_tokens = estimate_input_tokens(request.prompt or "", system=request.system, tools=request.tools)
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+def _start_attributes(request: Request, session: SessionContext | None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        attr.GEN_AI_OPERATION_NAME: request.operation,
+        attr.GEN_AI_PROVIDER_NAME: request.provider,
+        attr.GEN_AI_REQUEST_STREAM: request.stream,
+    }
+    if request.model:
+        values[attr.GEN_AI_REQUEST_MODEL] = request.model
+    if request.max_tokens is not None:
+        values[attr.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
+    if request.service_tier:
+        values[attr.GEN_AI_REQUEST_SERVICE_TIER] = request.service_tier
+    if session is not None:
+        if session.session_id is not None:
+            values[attr.SESSION_ID] = session.session_id
+            values[attr.GEN_AI_CONVERSATION_ID] = session.session_id
+        if session.user_id is not None:
+            values[attr.USER_ID] = session.user_id
+        for key, value in session.tags.items():
+            values[attr.LLM_COST_TAG_PREFIX + key] = value
+    return values
+
+
+def _usage_attributes(usage: Usage) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        attr.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+        attr.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+    }
+    if usage.cache_read_tokens:
+        values[attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cache_read_tokens
+    if usage.cache_write_tokens:
+        values[attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = usage.cache_write_tokens
+        values[attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
+    if usage.reasoning_tokens:
+        values[attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# wrappers: one factory, two thin entry points (sync and async) that differ only in `await`
+# ---------------------------------------------------------------------------------------------
+
+
+def read_request(endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+    """The request to instrument, or None to pass the call straight through."""
+    if not _state.settings().enabled:
+        return None
+    try:
+        return endpoint.read_request(instance, args, kwargs)
+    except Exception:
+        exception_once(_logger, ("read-request", endpoint.read_request), "otel-llm-cost: could not read a request")
+        return None
+
+
+def _complete(call: LLMCall, endpoint: Endpoint, result: Any) -> Any:
+    """Finish a plain response, or wrap a stream so it finishes when the stream does."""
+    try:
+        if endpoint.is_stream(call.request, result):
+            from otel_llm_cost.instrumentation._stream import StreamProxy
+
+            assert endpoint.new_accumulator is not None
+            return StreamProxy(result, call, endpoint.new_accumulator(call.request))
+        outcome = endpoint.read_response(result)
+    except Exception:
+        exception_once(_logger, ("read-response", endpoint.read_response), "otel-llm-cost: could not read a response")
+        outcome = Outcome()
+    call.finish(outcome)
+    return result
+
+
+def run_sync(ctx: CallContext, endpoint: Endpoint, request: Request, send: Callable[[], Any]) -> Any:
+    """The whole lifecycle around `send()`, which performs the SDK call."""
+    call = LLMCall.begin(ctx, request)
+    if call is None:
+        return send()
+    with call.current():
+        try:
+            result = send()
+        except BaseException as error:
+            call.fail(error)
+            raise
+    return _complete(call, endpoint, result)
+
+
+async def run_async(ctx: CallContext, endpoint: Endpoint, request: Request, send: Callable[[], Awaitable[Any]]) -> Any:
+    """`run_sync` for coroutines: the same lifecycle, only the send is awaited."""
+    call = LLMCall.begin(ctx, request)
+    if call is None:
+        return await send()
+    with call.current():
+        try:
+            result = await send()
+        except BaseException as error:
+            call.fail(error)
+            raise
+    return _complete(call, endpoint, result)
+
+
+def wrap_endpoint(ctx: CallContext, endpoint: Endpoint, *, is_async: bool) -> Callable[..., Any]:
+    """A wrapt wrapper for one SDK method: read the request, then run the lifecycle around it."""
+
+    def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        request = read_request(endpoint, instance, args, kwargs)
+        if request is None:
+            return wrapped(*args, **kwargs)
+        return run_sync(ctx, endpoint, request, lambda: wrapped(*args, **request.kwargs))
+
+    async def async_wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        request = read_request(endpoint, instance, args, kwargs)
+        if request is None:
+            return await wrapped(*args, **kwargs)
+        return await run_async(ctx, endpoint, request, lambda: wrapped(*args, **request.kwargs))
+
+    return async_wrapper if is_async else sync_wrapper

@@ -1,0 +1,75 @@
+"""The `BaseInstrumentor` every SDK shares: wrap its targets with wrapt, unwrap them exactly."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from otel_llm_cost import _state
+from otel_llm_cost.instrumentation._call import SCOPE_NAME, CallContext, Endpoint, wrap_endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One SDK method to wrap: `module`, `Class.method`, and the endpoint (or a custom wrapper factory)."""
+
+    module: str
+    name: str
+    endpoint: Endpoint | None = None
+    is_async: bool = False
+    wrapper_factory: Callable[[CallContext], Callable[..., Any]] | None = None
+
+    def wrapper(self, ctx: CallContext) -> Callable[..., Any]:
+        if self.wrapper_factory is not None:
+            return self.wrapper_factory(ctx)
+        assert self.endpoint is not None
+        return wrap_endpoint(ctx, self.endpoint, is_async=self.is_async)
+
+
+class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Subclasses name their SDK's package (`dependencies`) and methods (`targets`)."""
+
+    dependencies: Collection[str] = ()
+    targets: Sequence[Target] = ()
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return self.dependencies
+
+    def _instrument(self, **kwargs: Any) -> None:
+        settings = _state.settings()  # a bad OTEL_LLM_COST_* value fails here, at start-up
+        if not settings.enabled:
+            return
+        from otel_llm_cost import __version__
+
+        tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=kwargs.get("tracer_provider"))
+        ctx = CallContext(tracer=tracer)
+        for target in self.targets:
+            if _resolve(target) is not None:
+                wrap_function_wrapper(target.module, target.name, target.wrapper(ctx))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for target in self.targets:
+            owner = _resolve(target)
+            if owner is not None:
+                unwrap(owner, target.name.rsplit(".", 1)[-1])
+
+
+def _resolve(target: Target) -> Any:
+    """The class that owns the method, or None if this SDK version does not have it."""
+    try:
+        owner: Any = importlib.import_module(target.module)
+    except ImportError:
+        return None
+    *path, method = target.name.split(".")
+    for part in path:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    return owner if hasattr(owner, method) else None

@@ -1,0 +1,57 @@
+"""Small readers for SDK request and response shapes, shared by the SDK modules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def given(value: Any) -> Any:
+    """None for an SDK's "not given" sentinels (`NOT_GIVEN`, `omit`), else the value."""
+    if value is None or type(value).__name__ in ("NotGiven", "Omit"):
+        return None
+    return value
+
+
+def given_str(value: Any) -> str | None:
+    value = given(value)
+    return value if isinstance(value, str) else None
+
+
+def given_int(*values: Any) -> int | None:
+    for value in values:
+        value = given(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def field(obj: Any, name: str) -> Any:
+    """A field of a dict or an SDK object; None when absent (never raises)."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+def text(obj: Any, name: str) -> str | None:
+    value = field(obj, name)
+    return value if isinstance(value, str) else None
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A usage object as a plain dict without None values (SDK pydantic model or mapping)."""
+    if isinstance(obj, Mapping):
+        return {k: v for k, v in obj.items() if v is not None}
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        try:
+            dumped = dump(exclude_none=True)
+            return dumped if isinstance(dumped, dict) else {}
+        except Exception:
+            return {}
+    return {}

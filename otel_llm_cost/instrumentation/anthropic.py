@@ -1,0 +1,161 @@
+"""Anthropic: `messages.create` (plain and `stream=True`) and the `messages.stream(...)` helper.
+
+Knows the Anthropic SDK's shapes and nothing else. Stream usage: `message_start` carries the input
+and cache counts; `message_delta` usage is cumulative, so it REPLACES what it repeats, never adds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from otel_llm_cost._log import exception_once
+from otel_llm_cost.instrumentation._call import (
+    CallContext,
+    Endpoint,
+    Outcome,
+    Request,
+    estimated_usage,
+    read_request,
+    run_async,
+    run_sync,
+)
+from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._read import as_dict, field, given, given_int, given_str, text
+from otel_llm_cost.usage import usage_from_anthropic_messages
+
+__all__ = ["AnthropicInstrumentor"]
+
+_logger = logging.getLogger(__name__)
+
+
+def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    return Request(
+        operation="chat",
+        provider="anthropic",
+        api="anthropic.messages",
+        model=given_str(kwargs.get("model")),
+        kwargs=kwargs,
+        max_tokens=given_int(kwargs.get("max_tokens")),
+        stream=given(kwargs.get("stream")) is True,
+        prompt=given(kwargs.get("messages")),
+        system=given(kwargs.get("system")),
+        tools=given(kwargs.get("tools")),
+    )
+
+
+def _read_stream_helper_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    request = _read_request(instance, args, kwargs)
+    request.stream = True
+    return request
+
+
+def _read_response(message: Any) -> Outcome:
+    usage = field(message, "usage")
+    stop = text(message, "stop_reason")
+    return Outcome(
+        usage=usage_from_anthropic_messages(usage) if usage is not None else None,
+        response_model=text(message, "model"),
+        response_id=text(message, "id"),
+        finish_reasons=(stop,) if stop else (),
+        service_tier=text(usage, "service_tier"),
+    )
+
+
+class _MessagesStream:
+    __slots__ = ("_request", "_usage", "_model", "_id", "_stop", "_tier", "_deltas", "_final")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._usage: dict[str, Any] = {}
+        self._model: str | None = None
+        self._id: str | None = None
+        self._stop: str | None = None
+        self._tier: str | None = None
+        self._deltas = 0
+        self._final = False
+
+    def observe(self, event: Any) -> bool:
+        kind = text(event, "type")
+        if kind == "message_start":
+            message = field(event, "message")
+            self._model, self._id = text(message, "model"), text(message, "id")
+            usage = field(message, "usage")
+            self._usage = as_dict(usage)
+            self._tier = text(usage, "service_tier")
+        elif kind == "content_block_delta":
+            self._deltas += 1
+        elif kind == "message_delta":
+            self._usage.update(as_dict(field(event, "usage")))  # cumulative: replace, do not add
+            self._stop = text(field(event, "delta"), "stop_reason") or self._stop
+            self._final = True
+        return True
+
+    def outcome(self, complete: bool) -> Outcome:
+        finish = (self._stop,) if self._stop else ()
+        if self._final:
+            usage = usage_from_anthropic_messages(self._usage)
+            return Outcome(usage, self._model, self._id, finish, self._tier)
+        if self._usage:  # cut short after message_start: input is exact, output is what we saw
+            start = usage_from_anthropic_messages({**self._usage, "output_tokens": self._deltas})
+            return Outcome(start, self._model, self._id, finish, self._tier, estimated=True)
+        return Outcome(usage=estimated_usage(self._request, self._deltas), estimated=True)
+
+
+MESSAGES = Endpoint(_read_request, _read_response, _MessagesStream)
+STREAM_HELPER = Endpoint(_read_stream_helper_request, _read_response, _MessagesStream)
+
+
+def _stream_helper_wrapper(is_async: bool) -> Callable[[CallContext], Callable[..., Any]]:
+    """`messages.stream()` sends from its manager's `__enter__`, not through `create`.
+
+    We let the SDK build its manager, then swap the request it will send at `__enter__` for one that
+    runs our lifecycle around it, so the budget is checked before sending and the raw event stream
+    (which `get_final_message()` also reads) passes through our proxy.
+    """
+    manager_attr = "_AsyncMessageStreamManager__api_request" if is_async else "_MessageStreamManager__api_request"
+
+    def factory(ctx: CallContext) -> Callable[..., Any]:
+        def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            manager = wrapped(*args, **kwargs)
+            request = read_request(STREAM_HELPER, instance, args, kwargs)
+            if request is None:
+                return manager
+            try:
+                original = getattr(manager, manager_attr)
+            except AttributeError:
+                exception_once(_logger, "anthropic-stream-manager", "otel-llm-cost: unknown MessageStreamManager shape")
+                return manager
+            if is_async:
+
+                async def send_async() -> Any:
+                    async def send() -> Any:
+                        return await original
+
+                    return await run_async(ctx, STREAM_HELPER, request, send)
+
+                setattr(manager, manager_attr, send_async())
+            else:
+                setattr(manager, manager_attr, lambda: run_sync(ctx, STREAM_HELPER, request, original))
+            return manager
+
+        return wrapper
+
+    return factory
+
+
+_MODULE = "anthropic.resources.messages.messages"
+
+
+class AnthropicInstrumentor(LLMInstrumentor):
+    """Cost spans for the `anthropic` SDK, next to (and parent of) its own built-in spans."""
+
+    dependencies = ("anthropic >= 0.40",)
+    targets = (
+        Target(_MODULE, "Messages.create", MESSAGES),
+        Target(_MODULE, "AsyncMessages.create", MESSAGES, is_async=True),
+        Target(_MODULE, "Messages.stream", wrapper_factory=_stream_helper_wrapper(is_async=False)),
+        Target(_MODULE, "AsyncMessages.stream", wrapper_factory=_stream_helper_wrapper(is_async=True)),
+    )
+

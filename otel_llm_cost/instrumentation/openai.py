@@ -1,0 +1,212 @@
+"""OpenAI: chat completions (and the `.stream()` helper, which calls `create`), responses, embeddings.
+
+Knows the OpenAI SDK's request and response shapes and nothing else; the lifecycle is `_call.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from otel_llm_cost import _state
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, estimated_usage
+from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._read import field, given, given_int, given_str, text
+from otel_llm_cost.usage import usage_from_openai_chat, usage_from_openai_embeddings, usage_from_openai_responses
+
+__all__ = ["OpenAIInstrumentor"]
+
+
+def _provider(instance: Any) -> str:
+    client = getattr(instance, "_client", None)
+    return "azure.ai.openai" if type(client).__name__.startswith("Azure") else "openai"
+
+
+def _finish_reasons(choices: Any) -> tuple[str, ...]:
+    if not isinstance(choices, list):
+        return ()
+    return tuple(r for c in choices if isinstance(r := field(c, "finish_reason"), str))
+
+
+# --- chat completions ---
+
+
+def _read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    stream = given(kwargs.get("stream")) is True
+    send_kwargs = kwargs
+    hide_usage_chunk = False
+    if stream and _state.settings().stream_usage:
+        options = given(kwargs.get("stream_options"))
+        if not (isinstance(options, Mapping) and options.get("include_usage")):
+            send_kwargs = dict(kwargs)
+            send_kwargs["stream_options"] = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
+            hide_usage_chunk = True
+    return Request(
+        operation="chat",
+        provider=_provider(instance),
+        api="openai.chat",
+        model=given_str(kwargs.get("model")),
+        kwargs=send_kwargs,
+        max_tokens=given_int(kwargs.get("max_completion_tokens"), kwargs.get("max_tokens")),
+        stream=stream,
+        service_tier=given_str(kwargs.get("service_tier")),
+        prompt=given(kwargs.get("messages")),
+        tools=given(kwargs.get("tools")),
+        hide_usage_chunk=hide_usage_chunk,
+    )
+
+
+def _read_chat_response(response: Any) -> Outcome:
+    usage = field(response, "usage")
+    return Outcome(
+        usage=usage_from_openai_chat(usage) if usage is not None else None,
+        response_model=text(response, "model"),
+        response_id=text(response, "id"),
+        finish_reasons=_finish_reasons(field(response, "choices")),
+        service_tier=text(response, "service_tier"),
+    )
+
+
+class _ChatStream:
+    """Reads chunks; the final usage chunk (empty `choices`) is hidden when we asked for it."""
+
+    __slots__ = ("_request", "_usage", "_model", "_id", "_tier", "_finish", "_deltas")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._usage: Any = None
+        self._model: str | None = None
+        self._id: str | None = None
+        self._tier: str | None = None
+        self._finish: list[str] = []
+        self._deltas = 0
+
+    def observe(self, chunk: Any) -> bool:
+        if self._id is None:
+            self._id, self._model = text(chunk, "id"), text(chunk, "model")
+        self._tier = text(chunk, "service_tier") or self._tier
+        choices = field(chunk, "choices")
+        if choices:
+            self._deltas += 1
+            self._finish.extend(_finish_reasons(choices))
+        usage = field(chunk, "usage")
+        if usage is not None:
+            self._usage = usage
+            if self._request.hide_usage_chunk and not choices:
+                return False
+        return True
+
+    def outcome(self, complete: bool) -> Outcome:
+        if self._usage is not None:
+            usage, estimated = usage_from_openai_chat(self._usage), False
+        else:
+            usage, estimated = estimated_usage(self._request, self._deltas), True
+        return Outcome(usage, self._model, self._id, tuple(self._finish), self._tier, estimated)
+
+
+CHAT = Endpoint(_read_chat_request, _read_chat_response, _ChatStream)
+
+
+# --- responses ---
+
+
+def _read_responses_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    return Request(
+        operation="chat",
+        provider=_provider(instance),
+        api="openai.responses",
+        model=given_str(kwargs.get("model")),
+        kwargs=kwargs,
+        max_tokens=given_int(kwargs.get("max_output_tokens")),
+        stream=given(kwargs.get("stream")) is True,
+        service_tier=given_str(kwargs.get("service_tier")),
+        prompt=given(kwargs.get("input")),
+        system=given(kwargs.get("instructions")),
+        tools=given(kwargs.get("tools")),
+    )
+
+
+def _read_responses_response(response: Any) -> Outcome:
+    usage = field(response, "usage")
+    status = text(response, "status")
+    return Outcome(
+        usage=usage_from_openai_responses(usage) if usage is not None else None,
+        response_model=text(response, "model"),
+        response_id=text(response, "id"),
+        finish_reasons=(status,) if status else (),
+        service_tier=text(response, "service_tier"),
+    )
+
+
+_FINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class _ResponsesStream:
+    """Usage arrives with the final `response.completed` (or incomplete / failed) event."""
+
+    __slots__ = ("_request", "_final", "_deltas")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._final: Outcome | None = None
+        self._deltas = 0
+
+    def observe(self, event: Any) -> bool:
+        kind = text(event, "type")
+        if kind == "response.output_text.delta":
+            self._deltas += 1
+        elif kind in _FINAL_RESPONSE_EVENTS:
+            self._final = _read_responses_response(field(event, "response"))
+        return True
+
+    def outcome(self, complete: bool) -> Outcome:
+        if self._final is not None and self._final.usage is not None:
+            return self._final
+        return Outcome(usage=estimated_usage(self._request, self._deltas), estimated=True)
+
+
+RESPONSES = Endpoint(_read_responses_request, _read_responses_response, _ResponsesStream)
+
+
+# --- embeddings ---
+
+
+def _read_embeddings_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    return Request(
+        operation="embeddings",
+        provider=_provider(instance),
+        api="openai.embeddings",
+        model=given_str(kwargs.get("model")),
+        kwargs=kwargs,
+        max_tokens=0,
+        prompt=given(kwargs.get("input")),
+    )
+
+
+def _read_embeddings_response(response: Any) -> Outcome:
+    usage = field(response, "usage")
+    return Outcome(
+        usage=usage_from_openai_embeddings(usage) if usage is not None else None,
+        response_model=text(response, "model"),
+    )
+
+
+EMBEDDINGS = Endpoint(_read_embeddings_request, _read_embeddings_response)
+
+_CHAT_MODULE = "openai.resources.chat.completions.completions"
+_RESPONSES_MODULE = "openai.resources.responses.responses"
+_EMBEDDINGS_MODULE = "openai.resources.embeddings"
+
+
+class OpenAIInstrumentor(LLMInstrumentor):
+    """Cost spans for the `openai` SDK. `OpenAIInstrumentor().instrument()`; `uninstrument()` restores it."""
+
+    dependencies = ("openai >= 1.40",)
+    targets = (
+        Target(_CHAT_MODULE, "Completions.create", CHAT),
+        Target(_CHAT_MODULE, "AsyncCompletions.create", CHAT, is_async=True),
+        Target(_RESPONSES_MODULE, "Responses.create", RESPONSES),
+        Target(_RESPONSES_MODULE, "AsyncResponses.create", RESPONSES, is_async=True),
+        Target(_EMBEDDINGS_MODULE, "Embeddings.create", EMBEDDINGS),
+        Target(_EMBEDDINGS_MODULE, "AsyncEmbeddings.create", EMBEDDINGS, is_async=True),
+    )

@@ -1,0 +1,474 @@
+"""A loopback HTTP server that speaks each provider's wire format, SSE streams included.
+
+Tests, benchmarks and the demo point the REAL SDK clients at it (``base_url=fake.openai_url`` ...),
+so every byte goes through the SDK's own HTTP, SSE and parsing code. It speaks:
+
+* OpenAI: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings`` (JSON and SSE);
+* Anthropic: ``/v1/messages`` (JSON and SSE);
+* Gemini: ``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``;
+* Bedrock: ``/model/{modelId}/converse``.
+
+Usage is configurable per model (cache reads and writes, reasoning, audio); faults can be injected
+(429, 500, malformed JSON, a stream cut mid-way, slow responses); every request is counted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["FakeProvider", "ModelBehaviour", "Fault"]
+
+
+@dataclass
+class ModelBehaviour:
+    """What the fake reports for one model. `input_tokens=None` counts the prompt (4 characters a token)."""
+
+    input_tokens: int | None = None
+    output_tokens: int = 12
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    chunks: int = 4
+    service_tier: str | None = None
+    text: str = "Hello from the fake provider."
+
+
+@dataclass
+class Fault:
+    """A fault for the next `times` requests: an HTTP status, malformed JSON, a cut stream, or a delay."""
+
+    status: int | None = None
+    malformed: bool = False
+    cut_after_chunks: int | None = None
+    delay: float = 0.0
+    times: int = 1
+
+
+@dataclass
+class _State:
+    behaviours: dict[str, ModelBehaviour] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    requests: Counter[str] = field(default_factory=Counter)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0
+    keep_bodies: bool = True
+
+
+class _CutStream(Exception):
+    """Raised inside the handler to drop the connection mid-stream."""
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    text = json.dumps(
+        [body.get(k) for k in ("messages", "input", "system", "contents", "prompt") if body.get(k) is not None]
+    )
+    return max(1, len(text) // 4)
+
+
+class FakeProvider:
+    """Start with `with FakeProvider() as fake:`; then `fake.openai_url`, `fake.anthropic_url`, ..."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._state = _State()
+        handler = type("Handler", (_Handler,), {"state": self._state})
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---
+    def start(self) -> FakeProvider:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-provider", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeProvider:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- addresses ---
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_url(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def anthropic_url(self) -> str:
+        return self.url
+
+    @property
+    def gemini_url(self) -> str:
+        return self.url
+
+    @property
+    def bedrock_url(self) -> str:
+        return self.url
+
+    # --- behaviour ---
+    def set_model(self, model: str, **behaviour: Any) -> ModelBehaviour:
+        with self._state.lock:
+            self._state.behaviours[model] = ModelBehaviour(**behaviour)
+            return self._state.behaviours[model]
+
+    def inject(self, fault: Fault) -> None:
+        with self._state.lock:
+            self._state.faults.append(fault)
+
+    def set_delay(self, seconds: float) -> None:
+        self._state.delay = seconds
+
+    def keep_request_bodies(self, keep: bool) -> None:
+        self._state.keep_bodies = keep
+
+    # --- observations ---
+    def request_count(self, path_fragment: str = "") -> int:
+        with self._state.lock:
+            return sum(n for path, n in self._state.requests.items() if path_fragment in path)
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        with self._state.lock:
+            return list(self._state.bodies)
+
+    def reset(self) -> None:
+        with self._state.lock:
+            self._state.requests.clear()
+            self._state.bodies.clear()
+            self._state.faults.clear()
+            self._state.behaviours.clear()
+            self._state.delay = 0.0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: _State
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    # --- plumbing ---
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        path = urlsplit(self.path).path
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {}
+        with self.state.lock:
+            self.state.requests[path] += 1
+            if self.state.keep_bodies:
+                self.state.bodies.append({"path": path, "body": body})
+            fault = self._take_fault()
+        delay = self.state.delay + (fault.delay if fault else 0.0)
+        if delay:
+            time.sleep(delay)
+        if fault and fault.status:
+            return self._send_json(fault.status, _error_body(fault.status))
+        if fault and fault.malformed:
+            return self._send_bytes(200, b'{"id": "broken", "choices": [', "application/json")
+        try:
+            self._route(path, body, fault)
+        except _CutStream:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _take_fault(self) -> Fault | None:
+        if not self.state.faults:
+            return None
+        fault = self.state.faults[0]
+        fault.times -= 1
+        if fault.times <= 0:
+            self.state.faults.pop(0)
+        return fault
+
+    def _behaviour(self, model: str) -> ModelBehaviour:
+        return self.state.behaviours.get(model) or self.state.behaviours.get("*") or ModelBehaviour()
+
+    def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-request-id", f"req_{uuid.uuid4().hex[:12]}")
+        self.send_header("request-id", f"req_{uuid.uuid4().hex[:12]}")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        self._send_bytes(status, json.dumps(payload).encode(), "application/json")
+
+    def _send_sse(self, events: Iterator[tuple[str | None, Any]], fault: Fault | None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for index, (event, data) in enumerate(events):
+            if fault and fault.cut_after_chunks is not None and index >= fault.cut_after_chunks:
+                self.wfile.flush()
+                raise _CutStream()
+            text = "" if event is None else f"event: {event}\n"
+            text += f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+            encoded = text.encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(encoded), encoded))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    # --- routing ---
+    def _route(self, path: str, body: dict[str, Any], fault: Fault | None) -> None:
+        if path.endswith("/chat/completions"):
+            return self._openai_chat(body, fault)
+        if path.endswith("/responses"):
+            return self._openai_responses(body, fault)
+        if path.endswith("/embeddings"):
+            return self._openai_embeddings(body)
+        if path.endswith("/v1/messages"):
+            return self._anthropic_messages(body, fault)
+        gemini = re.match(r".*/models/([^/:]+):(generateContent|streamGenerateContent)$", path)
+        if gemini:
+            return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
+        bedrock = re.match(r"^/model/(.+)/(converse|converse-stream)$", path)
+        if bedrock:
+            return self._bedrock_converse(unquote(bedrock.group(1)), body)
+        self._send_json(404, {"error": {"message": f"no route for {path}", "type": "not_found"}})
+
+    def _counts(self, body: dict[str, Any]) -> tuple[ModelBehaviour, int, int]:
+        model = str(body.get("model", ""))
+        behaviour = self._behaviour(model)
+        input_tokens = behaviour.input_tokens if behaviour.input_tokens is not None else _prompt_tokens(body)
+        limit = body.get("max_tokens") or body.get("max_completion_tokens") or body.get("max_output_tokens")
+        output = behaviour.output_tokens
+        if isinstance(limit, int) and limit > 0:
+            output = min(output, limit)
+        return behaviour, input_tokens, output
+
+    # --- OpenAI ---
+    def _openai_usage(self, b: ModelBehaviour, input_tokens: int, output: int) -> dict[str, Any]:
+        return {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": output,
+            "total_tokens": input_tokens + output,
+            "prompt_tokens_details": {"cached_tokens": b.cache_read_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": min(b.reasoning_tokens, output), "audio_tokens": 0},
+        }
+
+    def _openai_chat(self, body: dict[str, Any], fault: Fault | None) -> None:
+        b, input_tokens, output = self._counts(body)
+        model = body.get("model", "")
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:16]}"
+        created = int(time.time())
+        tier = b.service_tier or body.get("service_tier") or "default"
+        if not body.get("stream"):
+            return self._send_json(200, {
+                "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+                "service_tier": tier,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": b.text}, "finish_reason": "stop",
+                             "logprobs": None}],
+                "usage": self._openai_usage(b, input_tokens, output),
+            })
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "service_tier": tier}
+            pieces = _split(b.text, b.chunks)
+            for index, piece in enumerate(pieces):
+                delta = {"content": piece} if index else {"role": "assistant", "content": piece}
+                chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}]}
+                if include_usage:
+                    chunk["usage"] = None
+                yield None, chunk
+            final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]}
+            if include_usage:
+                final["usage"] = None
+            yield None, final
+            if include_usage:
+                yield None, {**base, "choices": [], "usage": self._openai_usage(b, input_tokens, output)}
+            yield None, "[DONE]"
+
+        self._send_sse(events(), fault)
+
+    def _openai_responses(self, body: dict[str, Any], fault: Fault | None) -> None:
+        b, input_tokens, output = self._counts(body)
+        response_id = f"resp_{uuid.uuid4().hex[:16]}"
+        message_id = f"msg_{uuid.uuid4().hex[:16]}"
+        usage = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": b.cache_read_tokens, "cache_write_tokens": 0},
+            "output_tokens": output,
+            "output_tokens_details": {"reasoning_tokens": min(b.reasoning_tokens, output)},
+            "total_tokens": input_tokens + output,
+        }
+
+        def response(status: str, text: str, with_usage: bool) -> dict[str, Any]:
+            content = [{"type": "output_text", "text": text, "annotations": []}] if text else []
+            return {
+                "id": response_id, "object": "response", "created_at": int(time.time()), "model": body.get("model"),
+                "status": status, "output": [{"type": "message", "id": message_id, "status": "completed",
+                                              "role": "assistant", "content": content}] if text else [],
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+                "service_tier": b.service_tier or body.get("service_tier") or "default",
+                "usage": usage if with_usage else None,
+            }
+
+        if not body.get("stream"):
+            return self._send_json(200, response("completed", b.text, True))
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            seq = 0
+            yield "response.created", {"type": "response.created", "sequence_number": seq,
+                                       "response": response("in_progress", "", False)}
+            for piece in _split(b.text, b.chunks):
+                seq += 1
+                yield "response.output_text.delta", {
+                    "type": "response.output_text.delta", "sequence_number": seq, "item_id": message_id,
+                    "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}
+            seq += 1
+            yield "response.completed", {"type": "response.completed", "sequence_number": seq,
+                                         "response": response("completed", b.text, True)}
+
+        self._send_sse(events(), fault)
+
+    def _openai_embeddings(self, body: dict[str, Any]) -> None:
+        _, input_tokens, _ = self._counts(body)
+        inputs = body.get("input")
+        count = len(inputs) if isinstance(inputs, list) else 1
+        self._send_json(200, {
+            "object": "list", "model": body.get("model"),
+            "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(count)],
+            "usage": {"prompt_tokens": input_tokens, "total_tokens": input_tokens},
+        })
+
+    # --- Anthropic ---
+    def _anthropic_usage(self, b: ModelBehaviour, input_tokens: int, output: int) -> dict[str, Any]:
+        uncached = max(0, input_tokens - b.cache_read_tokens - b.cache_write_tokens - b.cache_write_1h_tokens)
+        return {
+            "input_tokens": uncached,
+            "cache_read_input_tokens": b.cache_read_tokens,
+            "cache_creation_input_tokens": b.cache_write_tokens + b.cache_write_1h_tokens,
+            "cache_creation": {"ephemeral_5m_input_tokens": b.cache_write_tokens,
+                               "ephemeral_1h_input_tokens": b.cache_write_1h_tokens},
+            "output_tokens": output,
+            "service_tier": b.service_tier or "standard",
+        }
+
+    def _anthropic_messages(self, body: dict[str, Any], fault: Fault | None) -> None:
+        b, input_tokens, output = self._counts(body)
+        message_id = f"msg_{uuid.uuid4().hex[:16]}"
+        usage = self._anthropic_usage(b, input_tokens, output)
+        message = {"id": message_id, "type": "message", "role": "assistant", "model": body.get("model"),
+                   "content": [{"type": "text", "text": b.text}], "stop_reason": "end_turn",
+                   "stop_sequence": None, "usage": usage}
+        if not body.get("stream"):
+            return self._send_json(200, message)
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            start_usage = {**usage, "output_tokens": 1}
+            yield "message_start", {"type": "message_start",
+                                    "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}}
+            yield "content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}}
+            for piece in _split(b.text, b.chunks):
+                yield "content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": {"type": "text_delta", "text": piece}}
+            yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+            # message_delta usage is cumulative: it repeats the input counts, and output is the final total
+            delta_usage = {k: usage[k] for k in ("input_tokens", "cache_read_input_tokens",
+                                                  "cache_creation_input_tokens", "output_tokens")}
+            yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                                                       "stop_sequence": None}, "usage": delta_usage}
+            yield "message_stop", {"type": "message_stop"}
+
+        self._send_sse(events(), fault)
+
+    # --- Gemini ---
+    def _gemini(self, model: str, body: dict[str, Any], stream: bool, fault: Fault | None) -> None:
+        config = body.get("generationConfig") or {}
+        b, input_tokens, output = self._counts({**body, "model": model, "max_tokens": config.get("maxOutputTokens")})
+        thoughts = b.reasoning_tokens
+        usage = {"promptTokenCount": input_tokens, "candidatesTokenCount": output,
+                 "totalTokenCount": input_tokens + output + thoughts}
+        if thoughts:
+            usage["thoughtsTokenCount"] = thoughts
+        if b.cache_read_tokens:
+            usage["cachedContentTokenCount"] = b.cache_read_tokens
+
+        def candidate(text: str, finish: str | None) -> dict[str, Any]:
+            item: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+            if finish:
+                item["finishReason"] = finish
+            return item
+
+        if not stream:
+            return self._send_json(200, {"candidates": [candidate(b.text, "STOP")], "usageMetadata": usage,
+                                         "modelVersion": model, "responseId": uuid.uuid4().hex[:16]})
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            pieces = _split(b.text, b.chunks)
+            for index, piece in enumerate(pieces):
+                last = index == len(pieces) - 1
+                partial = {"promptTokenCount": input_tokens}
+                yield None, {"candidates": [candidate(piece, "STOP" if last else None)],
+                             "usageMetadata": usage if last else partial, "modelVersion": model}
+
+        self._send_sse(events(), fault)
+
+    # --- Bedrock ---
+    def _bedrock_converse(self, model_id: str, body: dict[str, Any]) -> None:
+        limit = (body.get("inferenceConfig") or {}).get("maxTokens")
+        b, input_tokens, output = self._counts({**body, "model": model_id, "max_tokens": limit})
+        cache_write = b.cache_write_tokens + b.cache_write_1h_tokens
+        uncached = max(0, input_tokens - b.cache_read_tokens - cache_write)
+        usage: dict[str, Any] = {"inputTokens": uncached, "outputTokens": output,
+                                 "totalTokens": input_tokens + output}
+        if b.cache_read_tokens:
+            usage["cacheReadInputTokens"] = b.cache_read_tokens
+        if cache_write:
+            usage["cacheWriteInputTokens"] = cache_write
+            usage["cacheDetails"] = [d for d in ({"ttl": "5m", "inputTokens": b.cache_write_tokens},
+                                                 {"ttl": "1h", "inputTokens": b.cache_write_1h_tokens})
+                                     if d["inputTokens"]]
+        self._send_json(200, {
+            "output": {"message": {"role": "assistant", "content": [{"text": b.text}]}},
+            "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 5},
+        })
+
+
+def _split(text: str, chunks: int) -> list[str]:
+    """`text` in `chunks` pieces (repeating it when more chunks than characters are asked for)."""
+    chunks = max(1, chunks)
+    if len(text) < chunks:
+        text = (text + " ") * (chunks // max(1, len(text)) + 1)
+    size = len(text) // chunks
+    pieces = [text[i * size:(i + 1) * size] for i in range(chunks - 1)]
+    pieces.append(text[(chunks - 1) * size:])
+    return pieces
+
+
+def _error_body(status: int) -> dict[str, Any]:
+    kind = {429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}.get(status, "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": f"fake provider injected HTTP {status}", "code": kind}}
