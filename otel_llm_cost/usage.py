@@ -121,6 +121,8 @@ class _Reader:
 
     def count(self, payload: Any, *path: str, required: bool = False) -> int:
         value = dig(payload, *path)
+        if type(value) is int and value >= 0:  # the common case, first
+            return value
         if value is None:
             if required:
                 self.complete = False
@@ -139,19 +141,25 @@ class _Reader:
         return Usage(complete=self.complete, **counts).checked()
 
 
+_MISSING = object()
+
+
 def dig(payload: Any, *path: str) -> Any:
     """Follow `path` through mappings or attributes; None when any step is missing."""
     current = payload
     for key in path:
         if current is None:
             return None
-        if isinstance(current, Mapping):
+        if type(current) is dict:
             current = current.get(key)
-        else:
-            try:
-                current = getattr(current, key, None)
-            except Exception:
-                return None
+            continue
+        try:
+            value = getattr(current, key, _MISSING)
+        except Exception:
+            return None
+        if value is _MISSING:
+            value = current.get(key) if isinstance(current, Mapping) else None
+        current = value
     return current
 
 

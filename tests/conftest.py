@@ -1,8 +1,23 @@
 from __future__ import annotations
 
-import pytest
+import warnings
+from collections.abc import Iterator
 
-from otel_llm_cost import _log
+import anthropic
+import openai
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from otel_llm_cost import _log, _state
+from otel_llm_cost.config import Settings
+from otel_llm_cost.instrumentation import instrument, uninstrument
+from otel_llm_cost.instrumentation._call import SCOPE_NAME
+from otel_llm_cost.testing.fake_provider import FakeProvider
+
+# The fake provider serves models the real API has deprecated; the SDK warns about them.
+warnings.filterwarnings("ignore", message=r"The model .* is deprecated", category=DeprecationWarning)
 
 
 @pytest.fixture(autouse=True)
@@ -10,3 +25,77 @@ def _fresh_log_once_state():
     """Each test sees its own first warning."""
     _log.reset_for_tests()
     yield
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _reset_fake(request):
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()
+    yield
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer_provider(span_exporter) -> TracerProvider:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    return provider
+
+
+@pytest.fixture
+def settings() -> Iterator[Settings]:
+    """Default settings for the test; restore whatever was active."""
+    previous = _state._settings
+    value = Settings.from_env({})
+    _state.set_settings(value)
+    yield value
+    _state._settings = previous
+
+
+@pytest.fixture
+def instrumented(tracer_provider, settings) -> Iterator[TracerProvider]:
+    instrument(tracer_provider=tracer_provider)
+    yield tracer_provider
+    uninstrument()
+
+
+@pytest.fixture
+def openai_client(fake) -> openai.OpenAI:
+    return openai.OpenAI(base_url=fake.openai_url, api_key="sk-test-not-a-real-key", max_retries=0)
+
+
+@pytest.fixture
+def async_openai_client(fake) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=fake.openai_url, api_key="sk-test-not-a-real-key", max_retries=0)
+
+
+@pytest.fixture
+def anthropic_client(fake) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=fake.anthropic_url, api_key="sk-ant-test-key", max_retries=0,
+                               open_telemetry=False)
+
+
+@pytest.fixture
+def async_anthropic_client(fake) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=fake.anthropic_url, api_key="sk-ant-test-key", max_retries=0,
+                                    open_telemetry=False)
+
+
+def our_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.instrumentation_scope.name == SCOPE_NAME]
+
+
+def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
+    spans = our_spans(exporter)
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]

@@ -1,8 +1,24 @@
-"""Budgets: the one exception otel-llm-cost raises into a host app on purpose."""
+"""Budgets: limits on spend per scope and calendar window, enforced before a request is sent.
+
+`BudgetExceededError` is the one exception otel-llm-cost raises into a host app on purpose.
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal
+import math
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Final
+
+__all__ = ["Budget", "BudgetStatus", "BudgetExceededError", "BudgetError", "SCOPES", "WINDOWS", "POLICIES"]
+
+SCOPES: Final = ("global", "session", "user", "tag")
+WINDOWS: Final = ("total", "hour", "day", "week", "month")
+POLICIES: Final = ("raise", "warn")
+
+
+class BudgetError(ValueError):
+    """A budget definition is invalid; the message names the budget and the bad value."""
 
 
 class BudgetExceededError(RuntimeError):
@@ -12,7 +28,9 @@ class BudgetExceededError(RuntimeError):
     estimated cost of the refused call, all in USD.
     """
 
-    def __init__(self, budget: str, limit: Decimal, spent: Decimal, estimate: Decimal, *, key: str | None = None) -> None:
+    def __init__(
+        self, budget: str, limit: Decimal, spent: Decimal, estimate: Decimal, *, key: str | None = None
+    ) -> None:
         self.budget = budget
         self.limit = limit
         self.spent = spent
@@ -22,3 +40,89 @@ class BudgetExceededError(RuntimeError):
         super().__init__(
             f"budget {budget!r}{scope} would be exceeded: limit ${limit}, spent ${spent}, this call up to ${estimate}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A limit in USD. `scope="tag"` needs `tag`: each value of that tag gets the limit."""
+
+    name: str
+    limit: Decimal
+    scope: str = "global"
+    window: str = "total"
+    on_exceed: str = "raise"
+    tag: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        limit: object,
+        *,
+        name: str | None = None,
+        scope: str = "global",
+        window: str = "total",
+        on_exceed: str = "raise",
+        tag: str | None = None,
+        where: str = "set_budget",
+    ) -> Budget:
+        """Validate every field; a bad one raises `BudgetError` naming the budget and the value."""
+        label = name or (f"{scope}:{tag}" if scope == "tag" else scope) + (f"/{window}" if window != "total" else "")
+        prefix = f"{where}: budget {label!r}"
+        amount = _parse_limit(prefix, limit)
+        if scope not in SCOPES:
+            raise BudgetError(f"{prefix}: scope={scope!r} is not one of {', '.join(SCOPES)}")
+        if window not in WINDOWS:
+            raise BudgetError(f"{prefix}: window={window!r} is not one of {', '.join(WINDOWS)}")
+        if on_exceed not in POLICIES:
+            raise BudgetError(f"{prefix}: on_exceed={on_exceed!r} is not one of {', '.join(POLICIES)}")
+        if scope == "tag" and not tag:
+            raise BudgetError(f"{prefix}: scope='tag' needs tag=<tag name>, e.g. tag='feature'")
+        if scope != "tag" and tag is not None:
+            raise BudgetError(f"{prefix}: tag={tag!r} is only for scope='tag'")
+        return cls(name=label, limit=amount, scope=scope, window=window, on_exceed=on_exceed, tag=tag)
+
+
+def _parse_limit(prefix: str, limit: object) -> Decimal:
+    if isinstance(limit, bool):
+        raise BudgetError(f"{prefix}: limit={limit!r} is not a number of US dollars")
+    if isinstance(limit, float) and not math.isfinite(limit):
+        raise BudgetError(f"{prefix}: limit={limit!r} must be a finite number")
+    try:
+        amount = Decimal(str(limit)) if isinstance(limit, (int, float, str)) else limit
+    except InvalidOperation:
+        raise BudgetError(f"{prefix}: limit={limit!r} is not a number of US dollars") from None
+    if not isinstance(amount, Decimal):
+        raise BudgetError(f"{prefix}: limit={limit!r} is not a number of US dollars")
+    if not amount.is_finite():
+        raise BudgetError(f"{prefix}: limit={limit!r} must be a finite number")
+    if amount < 0:
+        raise BudgetError(f"{prefix}: limit={limit!r} must not be negative")
+    return amount
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """Where a budget stands. For a per-key scope, `key` names the key (or the worst one)."""
+
+    name: str
+    scope: str
+    window: str
+    limit: Decimal
+    spent: Decimal
+    reserved: Decimal
+    key: str | None = None
+    exhausted_keys: int = 0
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(Decimal(0), self.limit - self.spent - self.reserved)
+
+    @property
+    def utilization(self) -> float:
+        if self.limit == 0:
+            return 1.0 if self.spent > 0 else 0.0
+        return float((self.spent + self.reserved) / self.limit)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent + self.reserved >= self.limit

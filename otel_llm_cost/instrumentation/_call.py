@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from decimal import Decimal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from otel_llm_cost import _state
@@ -27,6 +27,7 @@ from otel_llm_cost._log import exception_once
 from otel_llm_cost.budget import BudgetExceededError
 from otel_llm_cost.context import SessionContext, current_session
 from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
+from otel_llm_cost.sessions import CallRecord, LastUsage, publish_exact_record, set_last_usage
 from otel_llm_cost.usage import Usage
 
 __all__ = ["Request", "Outcome", "StreamAccumulator", "Endpoint", "LLMCall", "wrap_endpoint", "run_sync", "run_async"]
@@ -94,6 +95,8 @@ class CallContext:
 
     tracer: Tracer
     price_book: PriceBook = field(default_factory=default_price_book)
+    active: bool = True
+    """False once uninstrumented: a wrapper that another instrumentation still holds passes through."""
 
 
 class LLMCall:
@@ -134,11 +137,10 @@ class LLMCall:
             exception_once(_logger, "budget-reserve", "otel-llm-cost: budget reservation failed; call allowed")
         return call
 
-    @contextmanager
-    def current(self) -> Iterator[None]:
-        """Make our span current while the SDK sends, so the SDK's own spans become its children."""
-        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            yield
+    def make_current(self) -> object:
+        """Make our span current while the SDK sends, so the SDK's own spans become its children.
+        Returns the token for `context.detach` (cheaper than `trace.use_span` on the hot path)."""
+        return context.attach(trace.set_span_in_context(self.span))
 
     def finish(self, outcome: Outcome) -> None:
         if self._ended:
@@ -146,6 +148,7 @@ class LLMCall:
         self._ended = True
         try:
             self._record(outcome)
+            self._publish(outcome, "ok")
         except Exception:
             exception_once(_logger, "call-finish", "otel-llm-cost: could not record usage and cost")
         self._settle(failed=False)
@@ -160,6 +163,7 @@ class LLMCall:
                 self._record(outcome)
             self.span.set_attribute(attr.ERROR_TYPE, type(error).__qualname__)
             self.span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
+            self._publish(outcome or Outcome(), "error")
         except Exception:
             exception_once(_logger, "call-fail", "otel-llm-cost: could not record a failed call")
         self._settle(failed=self.cost is None)
@@ -174,8 +178,25 @@ class LLMCall:
                 attr.LLM_COST_BUDGET_OUTCOME: "blocked",
             })
             self.span.set_status(Status(StatusCode.ERROR, "BudgetExceededError"))
+            self._publish(Outcome(), "blocked")
         finally:
             self.span.end()
+
+    def _publish(self, outcome: Outcome, result: str) -> None:
+        """The exact record for the processor, and `last_usage()` for the app's context."""
+        request, session = self.request, self.session
+        usage = outcome.usage or Usage()
+        model = outcome.response_model or request.model or "unknown"
+        cost = self.cost.total if self.cost is not None else None
+        if cost is None and result != "ok" and usage.total_tokens == 0:
+            cost = Decimal(0)  # nothing billed: a known zero, not an unknown price
+        if result != "blocked":
+            set_last_usage(LastUsage(request.provider, model, usage, cost, outcome.estimated))
+        if self.span.is_recording():
+            publish_exact_record(self.span.get_span_context().span_id, CallRecord(
+                request.provider, model, usage, cost,
+                session.session_id if session else None, session.user_id if session else None,
+                dict(session.tags) if session else {}, result))
 
     def _settle(self, failed: bool) -> None:
         try:
@@ -285,9 +306,11 @@ def _usage_attributes(usage: Usage) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_request(endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+def read_request(
+    ctx: CallContext, endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Request | None:
     """The request to instrument, or None to pass the call straight through."""
-    if not _state.settings().enabled:
+    if not ctx.active or not _state.settings().enabled:
         return None
     try:
         return endpoint.read_request(instance, args, kwargs)
@@ -317,12 +340,14 @@ def run_sync(ctx: CallContext, endpoint: Endpoint, request: Request, send: Calla
     call = LLMCall.begin(ctx, request)
     if call is None:
         return send()
-    with call.current():
-        try:
-            result = send()
-        except BaseException as error:
-            call.fail(error)
-            raise
+    token = call.make_current()
+    try:
+        result = send()
+    except BaseException as error:
+        call.fail(error)
+        raise
+    finally:
+        context.detach(token)
     return _complete(call, endpoint, result)
 
 
@@ -331,12 +356,14 @@ async def run_async(ctx: CallContext, endpoint: Endpoint, request: Request, send
     call = LLMCall.begin(ctx, request)
     if call is None:
         return await send()
-    with call.current():
-        try:
-            result = await send()
-        except BaseException as error:
-            call.fail(error)
-            raise
+    token = call.make_current()
+    try:
+        result = await send()
+    except BaseException as error:
+        call.fail(error)
+        raise
+    finally:
+        context.detach(token)
     return _complete(call, endpoint, result)
 
 
@@ -344,7 +371,7 @@ def wrap_endpoint(ctx: CallContext, endpoint: Endpoint, *, is_async: bool) -> Ca
     """A wrapt wrapper for one SDK method: read the request, then run the lifecycle around it."""
 
     def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        request = read_request(endpoint, instance, args, kwargs)
+        request = read_request(ctx, endpoint, instance, args, kwargs)
         if request is None:
             return wrapped(*args, **kwargs)
         return run_sync(ctx, endpoint, request, lambda: wrapped(*args, **request.kwargs))
@@ -352,7 +379,7 @@ def wrap_endpoint(ctx: CallContext, endpoint: Endpoint, *, is_async: bool) -> Ca
     async def async_wrapper(
         wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        request = read_request(endpoint, instance, args, kwargs)
+        request = read_request(ctx, endpoint, instance, args, kwargs)
         if request is None:
             return await wrapped(*args, **kwargs)
         return await run_async(ctx, endpoint, request, lambda: wrapped(*args, **request.kwargs))

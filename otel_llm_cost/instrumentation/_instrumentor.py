@@ -49,16 +49,26 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from otel_llm_cost import __version__
 
         tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=kwargs.get("tracer_provider"))
-        ctx = CallContext(tracer=tracer)
-        for target in self.targets:
-            if _resolve(target) is not None:
-                wrap_function_wrapper(target.module, target.name, target.wrapper(ctx))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
+        self._ctx = CallContext(tracer=tracer)
+        self._wrappers: list[tuple[Any, str, Callable[..., Any]]] = []
         for target in self.targets:
             owner = _resolve(target)
             if owner is not None:
-                unwrap(owner, target.name.rsplit(".", 1)[-1])
+                wrapper = target.wrapper(self._ctx)
+                wrap_function_wrapper(target.module, target.name, wrapper)
+                self._wrappers.append((owner, target.name.rsplit(".", 1)[-1], wrapper))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        """Restore each method exactly. If another instrumentation wrapped it after us, its wrapper must
+        stay: ours is then switched to pass-through instead of being torn out from under it."""
+        ctx = getattr(self, "_ctx", None)
+        if ctx is not None:
+            ctx.active = False
+        for owner, method, wrapper in getattr(self, "_wrappers", ()):
+            current = owner.__dict__.get(method)
+            if getattr(current, "_self_wrapper", None) is wrapper:
+                unwrap(owner, method)
+        self._wrappers = []
 
 
 def _resolve(target: Target) -> Any:

@@ -26,16 +26,22 @@ def given_int(*values: Any) -> int | None:
     return None
 
 
+_MISSING = object()
+
+
 def field(obj: Any, name: str) -> Any:
-    """A field of a dict or an SDK object; None when absent (never raises)."""
+    """A field of a dict or an SDK object; None when absent (never raises). Hot path of streams."""
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    if type(obj) is dict:
         return obj.get(name)
     try:
-        return getattr(obj, name, None)
+        value = getattr(obj, name, _MISSING)
     except Exception:
         return None
+    if value is _MISSING:
+        return obj.get(name) if isinstance(obj, Mapping) else None
+    return value
 
 
 def text(obj: Any, name: str) -> str | None:

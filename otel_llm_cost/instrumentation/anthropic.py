@@ -119,7 +119,7 @@ def _stream_helper_wrapper(is_async: bool) -> Callable[[CallContext], Callable[.
     def factory(ctx: CallContext) -> Callable[..., Any]:
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             manager = wrapped(*args, **kwargs)
-            request = read_request(STREAM_HELPER, instance, args, kwargs)
+            request = read_request(ctx, STREAM_HELPER, instance, args, kwargs)
             if request is None:
                 return manager
             try:

@@ -23,9 +23,9 @@ def _provider(instance: Any) -> str:
 
 
 def _finish_reasons(choices: Any) -> tuple[str, ...]:
-    if not isinstance(choices, list):
+    if type(choices) is not list:
         return ()
-    return tuple(r for c in choices if isinstance(r := field(c, "finish_reason"), str))
+    return tuple(r for c in choices if type(r := field(c, "finish_reason")) is str)
 
 
 # --- chat completions ---

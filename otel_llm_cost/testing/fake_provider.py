@@ -54,6 +54,8 @@ class Fault:
     cut_after_chunks: int | None = None
     delay: float = 0.0
     times: int = 1
+    body: Any = None
+    """Send this JSON body (status 200) instead of the normal response: for malformed shapes."""
 
 
 @dataclass
@@ -84,7 +86,7 @@ class FakeProvider:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._state = _State()
         handler = type("Handler", (_Handler,), {"state": self._state})
-        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server = _QuietServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -161,8 +163,14 @@ class FakeProvider:
             self._state.delay = 0.0
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that disconnects mid-response is normal here, not an error to print."""
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     state: _State
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -187,10 +195,14 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(delay)
         if fault and fault.status:
             return self._send_json(fault.status, _error_body(fault.status))
+        if fault and fault.body is not None:
+            return self._send_json(200, fault.body)
         if fault and fault.malformed:
             return self._send_bytes(200, b'{"id": "broken", "choices": [', "application/json")
         try:
             self._route(path, body, fault)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away (an app that stopped reading)
         except _CutStream:
             self.close_connection = True
             try:
@@ -472,3 +484,32 @@ def _split(text: str, chunks: int) -> list[str]:
 def _error_body(status: int) -> dict[str, Any]:
     kind = {429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}.get(status, "invalid_request_error")
     return {"type": "error", "error": {"type": kind, "message": f"fake provider injected HTTP {status}", "code": kind}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve on loopback until stdin closes: `python -m otel_llm_cost.testing.fake_provider --port 0`.
+
+    Prints the base URL on the first line. `--model NAME=key=value,...` sets a model's behaviour.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="fake_provider")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=field=value,...")
+    args = parser.parse_args(argv)
+    with FakeProvider(port=args.port) as fake:
+        fake.keep_request_bodies(False)
+        for spec in args.model:
+            name, _, fields = spec.partition("=")
+            values = dict(item.split("=", 1) for item in fields.split(",") if item)
+            fake.set_model(name, **{k: (int(v) if v.isdigit() else v) for k, v in values.items()})
+        print(fake.url, flush=True)
+        try:
+            sys.stdin.read()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""`configure()` and the process-wide pieces it wires: settings, prices, budgets, processor, metrics.
+
+Both entry points end here exactly once, whatever order they load in: `configure()` for apps that
+set up OpenTelemetry in code, and the `opentelemetry_post_instrument` hook for
+`opentelemetry-instrument`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, trace
+
+from otel_llm_cost import _state
+from otel_llm_cost.budget.guard import BudgetGuard
+from otel_llm_cost.budget.loading import budgets_from_settings
+from otel_llm_cost.budget.stores import store_from_url
+from otel_llm_cost.config import Settings, prepare_price_book
+from otel_llm_cost.processor import CostSpanProcessor
+
+__all__ = ["configure", "runtime", "Runtime"]
+
+_logger = logging.getLogger(__name__)
+_lock = threading.RLock()
+
+
+@dataclass
+class Runtime:
+    """Everything configure() made; one per process."""
+
+    settings: Settings
+    guard: BudgetGuard
+    processor: CostSpanProcessor
+    tracer_provider: Any = None
+    meter_provider: Any = None
+    metrics: Any = None
+
+
+_runtime: Runtime | None = None
+
+
+def runtime(create: bool = True) -> Runtime | None:
+    """The process's runtime; created unattached on first use (e.g. `set_budget` before `configure`)."""
+    global _runtime
+    if _runtime is None and create:
+        with _lock:
+            if _runtime is None:
+                settings = _state.settings()
+                guard = _new_guard(settings)
+                _runtime = Runtime(settings, guard, CostSpanProcessor(guard=guard))
+                _state.set_budget_hook(guard)
+    return _runtime
+
+
+def _new_guard(settings: Settings) -> BudgetGuard:
+    guard = BudgetGuard(store_from_url(settings.budget_store), default_output_tokens=settings.default_output_tokens)
+    for budget in budgets_from_settings(settings):
+        guard.set(budget)
+    return guard
+
+
+def _sdk_tracer_provider(given: Any) -> Any:
+    if given is not None:
+        return given
+    provider = trace.get_tracer_provider()
+    if hasattr(provider, "add_span_processor"):
+        return provider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()
+    trace.set_tracer_provider(provider)
+    return trace.get_tracer_provider()
+
+
+def configure(tracer_provider: Any = None, meter_provider: Any = None, *, instrument: bool = True,
+              **settings: Any) -> CostSpanProcessor:
+    """Attach the cost processor (and metrics) once, instrument the installed SDKs, return the processor.
+
+    Keyword settings are those of ARCHITECTURE section 4 (`budget_usd=5`, `budget_window="day"`, ...) and win
+    over the environment. A second call is a no-op that returns the same processor.
+    """
+    global _runtime
+    with _lock:
+        if _runtime is not None and _runtime.tracer_provider is not None:
+            return _runtime.processor
+        resolved = Settings.from_env().with_overrides(**settings) if settings else _state.settings()
+        _state.set_settings(resolved)
+        if not resolved.enabled:
+            current = runtime()
+            assert current is not None
+            return current.processor
+        prepare_price_book(resolved)
+        guard = _new_guard(resolved)
+        if _runtime is not None:  # set_budget() before configure(): keep those budgets too
+            for budget in _runtime.guard.budgets.values():
+                guard.set(budget)
+        processor = CostSpanProcessor(guard=guard)
+        provider = _sdk_tracer_provider(tracer_provider)
+        provider.add_span_processor(processor)
+        _runtime = Runtime(resolved, guard, processor, provider)
+        _state.set_budget_hook(guard)
+        _attach_metrics(_runtime, meter_provider)
+        if instrument:
+            from otel_llm_cost.instrumentation import instrument as instrument_sdks
+
+            instrument_sdks(tracer_provider=provider)
+        return processor
+
+
+def _attach_metrics(rt: Runtime, meter_provider: Any) -> None:
+    try:
+        from otel_llm_cost.metrics import CostMetrics
+    except ImportError:
+        return
+    rt.meter_provider = meter_provider or metrics.get_meter_provider()
+    rt.metrics = CostMetrics(rt.meter_provider, rt.guard, rt.settings.metric_tags)
+    rt.processor.add_listener(rt.metrics.record)
+
+
+def reset_for_tests() -> None:
+    global _runtime
+    with _lock:
+        _runtime = None
+        _state.set_budget_hook(None)

@@ -1,0 +1,216 @@
+"""`BudgetGuard`: reserve the worst-case cost before a request is sent, settle with the actual cost.
+
+The reservation is the estimate of `estimate.py`: an upper bound on input tokens plus all of
+`max_tokens` (or the default output tokens) at the output rate. With `max_tokens` given and an
+ordinary prompt, the actual cost never exceeds the reservation, and the store's atomic
+check-and-reserve makes sure the sum of reservations never passes a limit: no budget is overspent,
+however many threads, tasks or processes race for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from otel_llm_cost import attributes as attr
+from otel_llm_cost._log import warn_once
+from otel_llm_cost.budget import Budget, BudgetExceededError, BudgetStatus
+from otel_llm_cost.budget.stores import BudgetStore, Claim, MemoryStore, Refusal, Reservation
+from otel_llm_cost.estimate import estimate_cost
+from otel_llm_cost.pricing import Cost, PriceBook
+
+if TYPE_CHECKING:
+    from otel_llm_cost.context import SessionContext
+    from otel_llm_cost.instrumentation._call import LLMCall
+
+__all__ = ["BudgetGuard", "window_id"]
+
+_logger = logging.getLogger(__name__)
+ZERO = Decimal(0)
+
+
+def window_id(window: str, now: datetime) -> str:
+    """The calendar window (UTC) that `now` falls in; a new id starts a new, empty window."""
+    now = now.astimezone(UTC)
+    if window == "hour":
+        return now.strftime("%Y-%m-%dT%H")
+    if window == "day":
+        return now.strftime("%Y-%m-%d")
+    if window == "week":
+        year, week, _ = now.isocalendar()
+        return f"{year}-W{week:02d}"
+    if window == "month":
+        return now.strftime("%Y-%m")
+    return "total"
+
+
+def budget_key(budget: Budget, session: SessionContext | None) -> str | None:
+    """Which key of `budget` a call in `session` counts against; None when it does not apply."""
+    if budget.scope == "global":
+        return ""
+    if session is None:
+        return None
+    if budget.scope == "session":
+        return session.session_id
+    if budget.scope == "user":
+        return session.user_id
+    return session.tags.get(budget.tag or "")
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """What a call holds: its reservations and the amount each holds."""
+
+    reservations: tuple[Reservation, ...]
+    amount: Decimal
+
+
+class BudgetGuard:
+    """The budget hook of the call lifecycle (see `_state.BudgetHook`)."""
+
+    def __init__(
+        self,
+        store: BudgetStore | None = None,
+        *,
+        default_output_tokens: int = 1024,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        price_book: PriceBook | None = None,
+    ) -> None:
+        self.store: BudgetStore = store or MemoryStore()
+        self.default_output_tokens = default_output_tokens
+        self.clock = clock
+        self.price_book = price_book
+        self._budgets: dict[str, Budget] = {}
+        self._lock = threading.Lock()
+        self.blocked: Counter[str] = Counter()
+        self.unpriced_calls = 0
+
+    # --- configuration ---
+    def set(self, budget: Budget) -> Budget:
+        with self._lock:
+            self._budgets = {**self._budgets, budget.name: budget}
+        return budget
+
+    def remove(self, name: str | None = None) -> None:
+        with self._lock:
+            if name is None:
+                self._budgets = {}
+            else:
+                self._budgets = {k: v for k, v in self._budgets.items() if k != name}
+
+    @property
+    def budgets(self) -> dict[str, Budget]:
+        return self._budgets
+
+    # --- the hook ---
+    def reserve(self, call: LLMCall) -> None:
+        budgets = self._budgets
+        if not budgets:
+            return
+        applicable = [(b, key) for b in budgets.values() if (key := budget_key(b, call.session)) is not None]
+        if not applicable:
+            return
+        request = call.request
+        estimate = estimate_cost(
+            request.model or "", request.prompt or "", request.max_tokens, provider=request.provider,
+            default_output_tokens=self.default_output_tokens, service_tier=request.service_tier,
+            price_book=self.price_book,
+        )
+        names = ",".join(b.name for b, _ in applicable)
+        if estimate.cost is None:
+            self.unpriced_calls += 1
+            warn_once(_logger, ("unpriced-budget", request.model),
+                      "otel-llm-cost: no price for model %r; budgets %s are best-effort for it "
+                      "(set one with set_pricing)", request.model, names)
+            call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: "allowed"})
+            return
+        amount = estimate.cost.total
+        now = self.clock()
+        claims = [Claim(b.name, key, window_id(b.window, now), amount, b.limit if b.on_exceed == "raise" else None)
+                  for b, key in applicable]
+        result = self.store.reserve(claims)
+        if isinstance(result, Refusal):
+            self.blocked[result.claim.budget] += 1
+            raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO,
+                                      result.spent + result.reserved, amount, key=result.claim.key or None)
+        call.reservation = Hold(tuple(result), amount)
+        outcome = "warned" if self._warned(applicable, claims) else "allowed"
+        call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: outcome})
+
+    def _warned(self, applicable: list[tuple[Budget, str]], claims: list[Claim]) -> bool:
+        warned = False
+        for (budget, key), claim in zip(applicable, claims):
+            if budget.on_exceed != "warn":
+                continue
+            spent, reserved = self.store.usage(claim.budget, claim.key, claim.window)
+            if spent + reserved > budget.limit:
+                warned = True
+                warn_once(_logger, ("budget-warn", budget.name, key, claim.window),
+                          "otel-llm-cost: budget %r%s is over its limit of $%s (spent and reserved: $%s)",
+                          budget.name, f" for {key!r}" if key else "", budget.limit, spent + reserved)
+        return warned
+
+    def settle(self, call: LLMCall, cost: Cost | None, failed: bool) -> None:
+        hold = call.reservation
+        if not isinstance(hold, Hold):
+            return
+        call.reservation = None
+        if cost is not None:
+            actual = cost.total
+        elif failed:
+            actual = ZERO  # nothing billed for a call that failed before a response
+        else:
+            actual = hold.amount  # billed, price unknown: keep the estimate, the conservative choice
+        self.store.settle(hold.reservations, actual)
+
+    def record_unreserved(self, cost: Decimal, session: SessionContext | None) -> None:
+        """Spend seen only afterwards (another instrumentation's call): count it against the budgets."""
+        now = self.clock()
+        for budget in self._budgets.values():
+            key = budget_key(budget, session)
+            if key is not None:
+                self.store.add(budget.name, key, window_id(budget.window, now), cost)
+
+    # --- reading ---
+    def status(self, name: str | None = None, key: str | None = None) -> BudgetStatus | None:
+        budgets = self._budgets
+        if not budgets:
+            return None
+        budget = budgets.get(name) if name else next(iter(budgets.values()))
+        if budget is None:
+            raise KeyError(f"no budget named {name!r}; budgets: {sorted(budgets)}")
+        window = window_id(budget.window, self.clock())
+        if budget.scope == "global" or key is not None:
+            spent, reserved = self.store.usage(budget.name, key or "", window)
+            return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, spent, reserved, key)
+        return self._worst_key(budget, window)
+
+    def _worst_key(self, budget: Budget, window: str) -> BudgetStatus:
+        """A per-key budget seen whole: its worst key, and how many keys are exhausted."""
+        keys = self.store.keys(budget.name, window)
+        exhausted = sum(1 for _, s, r in keys if s + r >= budget.limit)
+        if not keys:
+            return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, ZERO, ZERO)
+        key, spent, reserved = max(keys, key=lambda k: (k[1] + k[2], k[0]))
+        return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, spent, reserved, key, exhausted)
+
+    def statuses(self) -> Iterable[BudgetStatus]:
+        for name in list(self._budgets):
+            status = self.status(name)
+            if status is not None:
+                yield status
+
+    def reset(self) -> None:
+        self.store.clear()
+        self.blocked.clear()
+        self.unpriced_calls = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {name: {"scope": b.scope, "window": b.window, "limit": str(b.limit), "on_exceed": b.on_exceed}
+                for name, b in self._budgets.items()}

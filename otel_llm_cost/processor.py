@@ -1,0 +1,210 @@
+"""`CostSpanProcessor`: counts every LLM call exactly once, ours or another instrumentation's.
+
+`on_end` only reads: it cannot write the cost onto a foreign span (attributes are immutable by then,
+opentelemetry-python #5614), but it prices it for totals, budgets and metrics.
+
+Counting once, however spans nest or end: every GenAI span that is counted marks its parent as
+"has a counted call below"; a foreign GenAI span is skipped when its parent is one of our spans
+(the SDK's own span inside our wrapper), or when it is itself marked (an outer wrapper around ours,
+or around another counted call). Our spans are always counted: they carry the exact cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from otel_llm_cost import attributes as attr
+from otel_llm_cost._log import exception_once
+from otel_llm_cost.instrumentation._call import SCOPE_NAME
+from otel_llm_cost.pricing import PriceBook, default_price_book
+from otel_llm_cost.sessions import CallRecord, SessionTotals, take_exact_record
+from otel_llm_cost.usage import Usage
+
+__all__ = ["CostSpanProcessor", "RecordListener"]
+
+_logger = logging.getLogger(__name__)
+
+RecordListener = Callable[[CallRecord, ReadableSpan, bool], None]
+"""Called for each counted call: (record, span, is_ours). Metrics subscribe here."""
+
+_SEEN_LIMIT = 65_536
+
+
+class _BoundedSet:
+    """Recently seen span ids, oldest forgotten first, so memory stays bounded on a busy process."""
+
+    __slots__ = ("_items", "_limit")
+
+    def __init__(self, limit: int = _SEEN_LIMIT) -> None:
+        self._items: OrderedDict[int, None] = OrderedDict()
+        self._limit = limit
+
+    def add(self, item: int) -> None:
+        self._items[item] = None
+        if len(self._items) > self._limit:
+            self._items.popitem(last=False)
+
+    def discard(self, item: int) -> None:
+        self._items.pop(item, None)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+
+class CostSpanProcessor(SpanProcessor):
+    def __init__(
+        self,
+        totals: SessionTotals | None = None,
+        *,
+        guard: Any = None,
+        price_book: PriceBook | None = None,
+    ) -> None:
+        self.totals = totals or SessionTotals()
+        self.guard = guard
+        self.price_book = price_book or default_price_book()
+        self._listeners: list[RecordListener] = []
+        self._lock = threading.Lock()
+        self._ours_open = _BoundedSet()
+        self._ours_ended = _BoundedSet()
+        self._has_counted_child = _BoundedSet()
+        self.foreign_counted = 0
+        self.foreign_skipped = 0
+
+    def add_listener(self, listener: RecordListener) -> None:
+        self._listeners.append(listener)
+
+    # --- SpanProcessor ---
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == SCOPE_NAME:
+            with self._lock:
+                self._ours_open.add(span.context.span_id)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            scope = span.instrumentation_scope
+            if scope is not None and scope.name == SCOPE_NAME:
+                self._on_our_span(span)
+            elif _is_genai_call(span.attributes):
+                self._on_foreign_span(span)
+        except Exception:
+            exception_once(_logger, "processor-on-end", "otel-llm-cost: CostSpanProcessor.on_end failed")
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    # --- ours ---
+    def _on_our_span(self, span: ReadableSpan) -> None:
+        span_id = span.context.span_id
+        with self._lock:
+            self._ours_open.discard(span_id)
+            self._ours_ended.add(span_id)
+            if span.parent is not None:
+                self._has_counted_child.add(span.parent.span_id)
+        record = take_exact_record(span_id) or _record_from_attributes(span.attributes, self.price_book, ours=True)
+        if record is None:
+            return
+        if record.outcome != "blocked":
+            self.totals.add(record)
+        self._notify(record, span, True)
+
+    # --- foreign ---
+    def _on_foreign_span(self, span: ReadableSpan) -> None:
+        span_id = span.context.span_id
+        parent_id = span.parent.span_id if span.parent is not None else None
+        with self._lock:
+            duplicate = (
+                parent_id is not None and (parent_id in self._ours_open or parent_id in self._ours_ended)
+            ) or span_id in self._has_counted_child
+            if parent_id is not None:
+                self._has_counted_child.add(parent_id)
+        if duplicate:
+            self.foreign_skipped += 1
+            return
+        record = _record_from_attributes(span.attributes, self.price_book, ours=False)
+        if record is None:
+            return
+        self.foreign_counted += 1
+        self.totals.add(record)
+        if self.guard is not None and record.cost:
+            from otel_llm_cost.context import SessionContext
+
+            session = SessionContext(record.session_id, record.user_id, record.tags)
+            self.guard.record_unreserved(record.cost, session)
+        self._notify(record, span, False)
+
+    def _notify(self, record: CallRecord, span: ReadableSpan, ours: bool) -> None:
+        for listener in self._listeners:
+            try:
+                listener(record, span, ours)
+            except Exception:
+                exception_once(_logger, ("listener", listener), "otel-llm-cost: a record listener failed")
+
+
+def _is_genai_call(attributes: Mapping[str, Any] | None) -> bool:
+    if not attributes:
+        return False
+    has_system = attr.GEN_AI_PROVIDER_NAME in attributes or attr.GEN_AI_SYSTEM in attributes
+    has_usage = (
+        attr.GEN_AI_USAGE_INPUT_TOKENS in attributes
+        or attr.GEN_AI_USAGE_OUTPUT_TOKENS in attributes
+        or attr.GEN_AI_USAGE_PROMPT_TOKENS in attributes
+    )
+    return has_system and has_usage
+
+
+def _int(attributes: Mapping[str, Any], *names: str) -> int:
+    for name in names:
+        value = attributes.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return 0
+
+
+def _usage_from_attributes(a: Mapping[str, Any]) -> Usage:
+    """gen_ai.usage.* as the semantic conventions define them: input tokens include cached ones."""
+    cache_write = _int(a, attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS, attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+                       "gen_ai.usage.cache_creation_input_tokens")
+    write_1h = min(cache_write, _int(a, "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"))
+    return Usage(
+        input_tokens=_int(a, attr.GEN_AI_USAGE_INPUT_TOKENS, attr.GEN_AI_USAGE_PROMPT_TOKENS),
+        output_tokens=_int(a, attr.GEN_AI_USAGE_OUTPUT_TOKENS, attr.GEN_AI_USAGE_COMPLETION_TOKENS),
+        cache_read_tokens=_int(a, attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, "gen_ai.usage.cache_read_input_tokens"),
+        cache_write_5m_tokens=cache_write - write_1h,
+        cache_write_1h_tokens=write_1h,
+        reasoning_tokens=_int(a, attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+    ).checked()
+
+
+def _record_from_attributes(a: Mapping[str, Any] | None, book: PriceBook, *, ours: bool) -> CallRecord | None:
+    if a is None:
+        return None
+    provider = str(a.get(attr.GEN_AI_PROVIDER_NAME) or a.get(attr.GEN_AI_SYSTEM) or "unknown")
+    model = str(a.get(attr.GEN_AI_RESPONSE_MODEL) or a.get(attr.GEN_AI_REQUEST_MODEL) or "unknown")
+    usage = _usage_from_attributes(a)
+    outcome = "blocked" if a.get(attr.LLM_COST_BUDGET_OUTCOME) == "blocked" else (
+        "error" if attr.ERROR_TYPE in a else "ok")
+    cost: Decimal | None
+    if ours:
+        amount = a.get(attr.GEN_AI_USAGE_COST_AMOUNT)
+        cost = Decimal(repr(amount)) if isinstance(amount, float) else None
+    else:
+        priced = book.compute_cost(provider, model, usage, service_tier=a.get(attr.GEN_AI_RESPONSE_SERVICE_TIER))
+        cost = priced.total if priced is not None else None
+    if cost is None and (outcome != "ok" and usage.total_tokens == 0):
+        cost = Decimal(0)  # nothing was billed: a known zero, not an unknown price
+    tags = {k[len(attr.LLM_COST_TAG_PREFIX):]: str(v) for k, v in a.items() if k.startswith(attr.LLM_COST_TAG_PREFIX)}
+    session_id, user_id = a.get(attr.SESSION_ID), a.get(attr.USER_ID)
+    return CallRecord(provider, model, usage, cost, str(session_id) if session_id is not None else None,
+                      str(user_id) if user_id is not None else None, tags, outcome)

@@ -1,0 +1,147 @@
+"""Streams look exactly the same to the app, and end their span exactly once however they end."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from decimal import Decimal
+
+import openai
+import pytest
+from conftest import only_span, our_spans
+
+from otel_llm_cost.instrumentation import instrument, uninstrument
+from otel_llm_cost.testing.fake_provider import Fault
+
+MESSAGES = [{"role": "user", "content": "Tell me a story."}]
+
+
+def _dump(chunks):
+    return [c.model_dump() for c in chunks]
+
+
+def _stream_chunks(client, **kwargs):
+    return list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True, **kwargs))
+
+
+@pytest.mark.parametrize("stream_options", [None, {"include_usage": True}, {"include_usage": False}])
+def test_app_sees_exactly_the_chunks_it_would_see_uninstrumented(tracer_provider, settings, openai_client,
+                                                                 span_exporter, fake, stream_options):
+    fake.set_model("gpt-4o", input_tokens=1_000, output_tokens=200, chunks=6)
+    kwargs = {"stream_options": stream_options} if stream_options is not None else {}
+    bare = _dump(_stream_chunks(openai_client, **kwargs))
+    instrument(tracer_provider=tracer_provider)
+    try:
+        seen = _dump(_stream_chunks(openai_client, **kwargs))
+    finally:
+        uninstrument()
+    for chunk in bare + seen:  # ids and timestamps differ between two calls
+        chunk.pop("id"), chunk.pop("created")
+    assert seen == bare
+    span = only_span(span_exporter)
+    # usage was injected and read even when the app did not ask: gpt-4o $2.50 / $10 per 1M
+    assert Decimal(repr(span.attributes["gen_ai.usage.cost.amount"])) == Decimal("0.0045")
+    assert "llm_cost.usage.estimated" not in span.attributes
+    sent = fake.bodies[-1]["body"]
+    assert sent["stream_options"]["include_usage"] is True
+
+
+def test_without_stream_usage_the_request_is_unchanged_and_usage_is_estimated(tracer_provider, openai_client,
+                                                                             span_exporter, fake):
+    from otel_llm_cost import _state
+    from otel_llm_cost.config import Settings
+
+    _state.set_settings(Settings.from_env({"OTEL_LLM_COST_STREAM_USAGE": "false"}))
+    instrument(tracer_provider=tracer_provider)
+    try:
+        _stream_chunks(openai_client)
+    finally:
+        uninstrument()
+        _state._settings = None
+    assert "stream_options" not in fake.bodies[-1]["body"]
+    a = only_span(span_exporter).attributes
+    assert a["llm_cost.usage.estimated"] is True
+    assert a["gen_ai.usage.cost.amount"] > 0  # estimated, never 0
+
+
+def test_chat_completions_stream_helper(instrumented, openai_client, span_exporter, fake):
+    fake.set_model("gpt-4o", input_tokens=1_000, output_tokens=200)
+    with openai_client.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:
+        final = stream.get_final_completion()
+    assert final.choices[0].message.content == "Hello from the fake provider."
+    assert final.usage is None  # as without us: the helper's app did not ask for usage
+    assert Decimal(repr(only_span(span_exporter).attributes["gen_ai.usage.cost.amount"])) == Decimal("0.0045")
+
+
+def test_async_stream_and_context_manager(instrumented, async_openai_client, span_exporter, fake):
+    fake.set_model("gpt-4o", input_tokens=1_000, output_tokens=200)
+
+    async def consume():
+        stream = await async_openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+        async with stream:
+            return [c async for c in stream]
+
+    chunks = asyncio.run(consume())
+    assert all(c.choices for c in chunks)  # the usage chunk is hidden
+    assert len(our_spans(span_exporter)) == 1
+
+
+def test_early_break_then_close_ends_the_span_once_with_an_estimate(instrumented, openai_client, span_exporter,
+                                                                     fake):
+    fake.set_model("gpt-4o", chunks=20)
+    stream = openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    for _ in stream:
+        break
+    stream.close()
+    stream.close()
+    a = only_span(span_exporter).attributes
+    assert a["llm_cost.usage.estimated"] is True and a["gen_ai.usage.cost.amount"] > 0
+
+
+def test_abandoned_stream_ends_its_span_when_collected(instrumented, openai_client, span_exporter, fake):
+    fake.set_model("gpt-4o", chunks=20)
+    stream = openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    next(iter(stream))
+    del stream
+    gc.collect()
+    assert only_span(span_exporter).attributes["llm_cost.usage.estimated"] is True
+
+
+def test_with_block_ends_the_span(instrumented, openai_client, span_exporter, fake):
+    with openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True) as stream:
+        assert isinstance(next(stream).id, str)
+    assert len(our_spans(span_exporter)) == 1
+
+
+def test_stream_cut_mid_way_raises_the_sdk_error_and_marks_usage_estimated(instrumented, openai_client,
+                                                                           span_exporter, fake):
+    fake.inject(Fault(cut_after_chunks=2))
+    seen = []
+    with pytest.raises(openai.APIConnectionError):
+        for chunk in openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
+            seen.append(chunk)
+    assert len(seen) == 2
+    a = only_span(span_exporter).attributes
+    assert a["error.type"] == "APIConnectionError"
+    assert a["llm_cost.usage.estimated"] is True and a["gen_ai.usage.cost.amount"] > 0
+
+
+def test_anthropic_stream_cut_after_message_start_keeps_exact_input(instrumented, anthropic_client, span_exporter,
+                                                                    fake):
+    import httpx2  # the anthropic SDK lets its HTTP client's error through; we change nothing
+
+    fake.set_model("claude-haiku-4-5", input_tokens=5_000, output_tokens=300)
+    fake.inject(Fault(cut_after_chunks=3))
+    with pytest.raises(httpx2.RemoteProtocolError):
+        list(anthropic_client.messages.create(model="claude-haiku-4-5", max_tokens=500, messages=MESSAGES,
+                                              stream=True))
+    a = only_span(span_exporter).attributes
+    assert a["gen_ai.usage.input_tokens"] == 5_000  # from message_start, exact
+    assert a["llm_cost.usage.estimated"] is True
+
+
+def test_responses_stream_context_manager(instrumented, openai_client, span_exporter, fake):
+    with openai_client.responses.create(model="gpt-4o", input="hi", stream=True) as stream:
+        kinds = [event.type for event in stream]
+    assert kinds[-1] == "response.completed"
+    assert "llm_cost.usage.estimated" not in only_span(span_exporter).attributes
