@@ -103,24 +103,28 @@ class _Totals:
         self.by_provider: dict[str, _Totals] | None = {} if nested else None
 
     def add(self, record: CallRecord, now: datetime) -> None:
-        usage = record.usage
+        self.add_delta(_delta(record), record, now)
+
+    def add_delta(self, delta: tuple[int, int, int, int, int], record: CallRecord, now: datetime) -> None:
+        """`delta` is computed once per record and applied to every bucket it belongs to."""
         self.calls += 1
-        self.input += usage.input_tokens
-        self.output += usage.output_tokens
-        self.cache_read += usage.cache_read_tokens
-        self.cache_write += usage.cache_write_tokens
-        self.reasoning += usage.reasoning_tokens
+        self.input += delta[0]
+        self.output += delta[1]
+        self.cache_read += delta[2]
+        self.cache_write += delta[3]
+        self.reasoning += delta[4]
         if record.cost is None:
             self.unpriced += 1
-        else:
+        elif record.cost:
             self.cost += record.cost
         if record.outcome == "error":
             self.errors += 1
-        self.first = self.first or now
+        if self.first is None:
+            self.first = now
         self.last = now
         if self.by_model is not None and self.by_provider is not None:
-            self.by_model.setdefault(record.model, _Totals(nested=False)).add(record, now)
-            self.by_provider.setdefault(record.provider, _Totals(nested=False)).add(record, now)
+            _child(self.by_model, record.model).add_delta(delta, record, now)
+            _child(self.by_provider, record.provider).add_delta(delta, record, now)
 
     def summary(self, session_id: str | None) -> SessionSummary:
         return SessionSummary(
@@ -139,6 +143,19 @@ class _Totals:
             _models={k: v.summary(None) for k, v in (self.by_model or {}).items()},
             _providers={k: v.summary(None) for k, v in (self.by_provider or {}).items()},
         )
+
+
+def _delta(record: CallRecord) -> tuple[int, int, int, int, int]:
+    u = record.usage
+    return (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_5m_tokens + u.cache_write_1h_tokens,
+            u.reasoning_tokens)
+
+
+def _child(children: dict[str, _Totals], key: str) -> _Totals:
+    child = children.get(key)
+    if child is None:
+        child = children[key] = _Totals(nested=False)
+    return child
 
 
 @dataclass(frozen=True)
@@ -266,14 +283,15 @@ class SessionTotals:
 
     def add(self, record: CallRecord, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
+        delta = _delta(record)
         with self._lock:
-            self._global.add(record, now)
+            self._global.add_delta(delta, record, now)
             if record.session_id is not None:
-                self._bucket(self._sessions, record.session_id).add(record, now)
+                self._bucket(self._sessions, record.session_id).add_delta(delta, record, now)
             if record.user_id is not None:
-                self._bucket(self._users, record.user_id).add(record, now)
+                self._bucket(self._users, record.user_id).add_delta(delta, record, now)
             for key, value in record.tags.items():
-                self._bucket(self._tags, f"{key}={value}").add(record, now)
+                self._bucket(self._tags, f"{key}={value}").add_delta(delta, record, now)
 
     def _bucket(self, lru: OrderedDict[str, _Totals], key: str) -> _Totals:
         totals = lru.get(key)
