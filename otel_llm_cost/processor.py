@@ -3,10 +3,10 @@
 `on_end` only reads: it cannot write the cost onto a foreign span (attributes are immutable by then,
 opentelemetry-python #5614), but it prices it for totals, budgets and metrics.
 
-Counting once, however spans nest or end: every GenAI span that is counted marks its parent as
-"has a counted call below"; a foreign GenAI span is skipped when its parent is one of our spans
-(the SDK's own span inside our wrapper), or when it is itself marked (an outer wrapper around ours,
-or around another counted call). Our spans are always counted: they carry the exact cost.
+Counting once, however spans nest or end: our spans are always counted (they carry the exact cost).
+A foreign GenAI span is skipped when it started below one of our spans (any depth: `on_start`
+tracks the descendants of our spans in flight), or when a counted call ended below it (every
+GenAI span that ends marks its parent, so an outer wrapper of a counted call is skipped too).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class CostSpanProcessor(SpanProcessor):
         self._lock = threading.Lock()
         self._ours_open = _BoundedSet()
         self._ours_ended = _BoundedSet()
+        self._below_ours = _BoundedSet()
         self._has_counted_child = _BoundedSet()
         self.foreign_counted = 0
         self.foreign_skipped = 0
@@ -87,6 +88,11 @@ class CostSpanProcessor(SpanProcessor):
         if scope is not None and scope.name == SCOPE_NAME:
             with self._lock:
                 self._ours_open.add(span.context.span_id)
+            return
+        parent = span.parent
+        if parent is not None and (parent.span_id in self._ours_open or parent.span_id in self._below_ours):
+            with self._lock:
+                self._below_ours.add(span.context.span_id)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
@@ -125,8 +131,10 @@ class CostSpanProcessor(SpanProcessor):
         parent_id = span.parent.span_id if span.parent is not None else None
         with self._lock:
             duplicate = (
-                parent_id is not None and (parent_id in self._ours_open or parent_id in self._ours_ended)
-            ) or span_id in self._has_counted_child
+                span_id in self._below_ours
+                or span_id in self._has_counted_child
+                or (parent_id is not None and (parent_id in self._ours_open or parent_id in self._ours_ended))
+            )
             if parent_id is not None:
                 self._has_counted_child.add(parent_id)
         if duplicate:

@@ -1,0 +1,143 @@
+"""`otel-llm-cost demo`: an offline agent workload through the real OpenAI and Anthropic clients.
+
+It starts the fake provider, serves Prometheus `/metrics`, and runs several sessions: a cache-heavy
+Claude conversation, a streamed answer, embeddings, a model with no known price, and a runaway
+agent that its session budget stops. A `warn` budget is left over its limit on purpose, so the
+budget dashboards and alerts have something to show. No API key, no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from typing import Any
+
+__all__ = ["add_demo_command", "run_demo"]
+
+MESSAGES = [{"role": "user", "content": "Summarise our Q3 incident reports in three bullet points."}]
+
+
+def add_demo_command(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="run the offline demo workload and serve /metrics")
+    demo.add_argument("--port", type=int, default=9464, help="Prometheus /metrics port (0: no server)")
+    demo.add_argument("--duration", type=float, default=0.0,
+                      help="keep generating traffic for this many seconds (for Prometheus to scrape)")
+    demo.add_argument("--interval", type=float, default=2.0, help="seconds between rounds with --duration")
+    demo.add_argument("--quiet", action="store_true", help="no per-call progress")
+    demo.set_defaults(handler=lambda args, book: run_demo(args))
+
+
+def _progress(quiet: bool, text: str) -> None:
+    if not quiet:
+        print(text, flush=True)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import anthropic
+    import openai
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    import otel_llm_cost as llm_cost
+    from otel_llm_cost.testing.fake_provider import FakeProvider
+
+    readers = []
+    if args.port:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+
+        start_http_server(args.port, addr="127.0.0.1")
+        readers.append(PrometheusMetricReader())
+    meter_provider = MeterProvider(metric_readers=readers)
+    tracer_provider = TracerProvider()
+    llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, metric_tags="feature")
+    llm_cost.set_budget("0.25", scope="session", name="demo-per-session")
+    llm_cost.set_budget("0.001", window="day", on_exceed="warn", name="demo-daily-soft")
+    llm_cost.set_budget(100, window="month", name="demo-monthly")
+
+    with FakeProvider() as fake:
+        fake.set_model("claude-sonnet-4-5", input_tokens=60_000, cache_read_tokens=52_000, cache_write_tokens=6_000,
+                       cache_write_1h_tokens=1_000, output_tokens=700)
+        fake.set_model("gpt-4o", input_tokens=2_400, cache_read_tokens=1_024, output_tokens=350, chunks=24)
+        fake.set_model("gpt-4o-mini", input_tokens=900, output_tokens=120)
+        fake.set_model("o4-mini", input_tokens=3_000, output_tokens=2_500, reasoning_tokens=2_000)
+        fake.set_model("text-embedding-3-small", input_tokens=5_000)
+        fake.set_model("gpt-4.1", output_tokens=4_000)  # the runaway agent: its growing history is counted
+        fake.set_model("acme-internal-llm", input_tokens=800, output_tokens=100)
+        oai = openai.OpenAI(base_url=fake.openai_url, api_key="offline-demo", max_retries=0)
+        claude = anthropic.Anthropic(base_url=fake.anthropic_url, api_key="offline-demo", max_retries=0)
+        if args.port:
+            _progress(args.quiet, f"serving Prometheus metrics on http://127.0.0.1:{args.port}/metrics")
+        deadline = time.monotonic() + args.duration
+        rounds = 0
+        while True:
+            rounds += 1
+            _round(rounds, oai, claude, args.quiet)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(min(args.interval, max(0.0, deadline - time.monotonic())))
+
+    print()
+    print(llm_cost.session_usage(None).format("table"))
+    print()
+    for status in llm_cost.budgets():
+        key = f" (worst key {status.key!r}, {status.exhausted_keys} exhausted)" if status.scope != "global" else ""
+        print(f"budget {status.name:18} {status.window:6} limit ${status.limit}  spent ${status.spent:.6f}  "
+              f"utilization {status.utilization:6.1%}{key}")
+    return 0
+
+
+def _round(n: int, oai: Any, claude: Any, quiet: bool) -> None:
+    import otel_llm_cost as llm_cost
+
+    def show(label: str) -> None:
+        last = llm_cost.last_usage()
+        if last is not None:
+            cost = f"${last.cost:.6f}" if last.cost is not None else "price unknown"
+            _progress(quiet, f"  [{n}] {label:34} {last.model:20} {last.input_tokens:>7,} in {last.output_tokens:>6,} "
+                             f"out  {cost}")
+
+    with llm_cost.session(f"support-{n}", user_id="alice", feature="support"):
+        claude.messages.create(model="claude-sonnet-4-5", max_tokens=800, messages=MESSAGES,
+                               system="You are a support agent with a long cached knowledge base.")
+        show("cache-heavy Claude turn")
+        with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=800, messages=MESSAGES) as stream:
+            stream.get_final_message()
+        show("cache-heavy Claude turn (stream)")
+    with llm_cost.session(f"writer-{n}", user_id="bob", feature="drafting"):
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in oai.chat.completions.create(
+            model="gpt-4o", max_tokens=400, messages=MESSAGES, stream=True))
+        show(f"streamed answer ({len(text)} chars)")
+        oai.chat.completions.create(model="o4-mini", max_tokens=3_000, messages=MESSAGES)
+        show("reasoning model")
+        oai.embeddings.create(model="text-embedding-3-small", input=["incident 1", "incident 2"])
+        show("embeddings")
+    with llm_cost.session(f"internal-{n}", user_id="carol", feature="search"):
+        oai.chat.completions.create(model="acme-internal-llm", max_tokens=200, messages=MESSAGES)
+        show("in-house model (no known price)")
+        oai.responses.create(model="gpt-4o-mini", input="Classify this ticket.", max_output_tokens=200)
+        show("responses API")
+    with llm_cost.session(f"runaway-agent-{n}", user_id="dave", feature="agent"):
+        history = list(MESSAGES)
+        for step in range(1, 50):
+            try:
+                oai.chat.completions.create(model="gpt-4.1", max_tokens=4_000, messages=history)
+            except llm_cost.BudgetExceededError as stop:
+                _progress(quiet, f"  [{n}] runaway agent stopped at step {step}: {stop}")
+                break
+            show(f"runaway agent step {step}")
+            history += [{"role": "assistant", "content": "Calling the search tool again."},
+                        {"role": "user", "content": "Tool output: " + "log line with details; " * 1500}]
+
+
+def main() -> int:  # pragma: no cover - `python -m otel_llm_cost.demo`
+    from otel_llm_cost.cli import main as cli_main
+
+    return cli_main(["demo", *sys.argv[1:]])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The instruments of ARCHITECTURE section 3, fed by the processor once per counted call.
+
+Labels are bounded: provider, operation, request and response model, plus only the context tags the
+user lists in OTEL_LLM_COST_METRIC_TAGS. Session and user ids are never labels. Budgets are
+observable gauges with one series per budget; a per-session or per-user budget shows its worst key
+and its count of exhausted keys, never a series per key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.sdk.trace import ReadableSpan
+
+from otel_llm_cost import attributes as attr
+from otel_llm_cost.sessions import CallRecord
+
+__all__ = ["CostMetrics", "TOKEN_BUCKETS", "DURATION_BUCKETS", "COST_BUCKETS"]
+
+# GenAI semantic conventions' advice for gen_ai.client.token.usage and gen_ai.client.operation.duration
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+# USD per call from one millionth of a dollar to $100: 1-2-5 steps, so p50/p95 interpolate well
+COST_BUCKETS = tuple(m * 10.0**e for e in range(-6, 2) for m in (1, 2, 5)) + (100.0,)
+
+_COMMON = (attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_OPERATION_NAME, attr.GEN_AI_REQUEST_MODEL, attr.GEN_AI_RESPONSE_MODEL)
+
+
+class CostMetrics:
+    def __init__(self, meter_provider: MeterProvider, guard: Any = None, metric_tags: Sequence[str] = ()) -> None:
+        from otel_llm_cost import __version__
+
+        meter = meter_provider.get_meter("otel_llm_cost", __version__)
+        self._guard = guard
+        self._tags = tuple(metric_tags)
+        self.token_usage = meter.create_histogram(
+            attr.METRIC_TOKEN_USAGE, unit="{token}", description="Tokens used per call, by input and output.",
+            explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS))
+        self.duration = meter.create_histogram(
+            attr.METRIC_OPERATION_DURATION, unit="s", description="Duration of LLM calls.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
+        self.cost = meter.create_histogram(
+            attr.METRIC_OPERATION_COST, unit="USD", description="Cost of each priced LLM call in US dollars.",
+            explicit_bucket_boundaries_advisory=list(COST_BUCKETS))
+        self.tokens = meter.create_counter(
+            attr.METRIC_TOKENS, unit="{token}", description="Tokens by type: input, cache_read, cache_write, "
+            "output, reasoning (cache and reasoning are subsets of input and output).")
+        self.calls = meter.create_counter(
+            attr.METRIC_CALLS, unit="{call}", description="LLM calls by outcome and whether their price is known.")
+        self.blocked = meter.create_counter(
+            attr.METRIC_BUDGET_BLOCKED, unit="{call}", description="Calls refused by a budget before being sent.")
+        meter.create_observable_gauge(attr.METRIC_BUDGET_LIMIT, [self._observe("limit")], unit="USD",
+                                      description="Budget limit.")
+        meter.create_observable_gauge(attr.METRIC_BUDGET_SPENT, [self._observe("spent")], unit="USD",
+                                      description="Budget spent in the current window (worst key for per-key budgets).")
+        meter.create_observable_gauge(attr.METRIC_BUDGET_REMAINING, [self._observe("remaining")], unit="USD",
+                                      description="Budget remaining in the current window.")
+        meter.create_observable_gauge(attr.METRIC_BUDGET_UTILIZATION, [self._observe("utilization")], unit="1",
+                                      description="Spent and reserved over limit (worst key for per-key budgets).")
+        meter.create_observable_gauge(attr.METRIC_BUDGET_EXHAUSTED_KEYS, [self._observe("exhausted_keys")],
+                                      unit="{key}", description="Keys of a per-session/user/tag budget at or over "
+                                      "their limit.")
+
+    # --- per call (a processor listener) ---
+    def record(self, record: CallRecord, span: ReadableSpan, ours: bool) -> None:
+        a = span.attributes or {}
+        labels: dict[str, Any] = {name: str(a[name]) for name in _COMMON if a.get(name) is not None}
+        if not ours and attr.GEN_AI_PROVIDER_NAME not in labels:
+            labels[attr.GEN_AI_PROVIDER_NAME] = record.provider
+        for tag in self._tags:
+            value = record.tags.get(tag)
+            if value is not None:
+                labels[attr.LLM_COST_TAG_PREFIX + tag] = value
+        if record.outcome == "blocked":
+            budget = str(a.get(attr.LLM_COST_BUDGET_NAME, "unknown"))
+            self.blocked.add(1, {**labels, attr.LLM_COST_BUDGET_NAME: budget})
+            self.calls.add(1, {**labels, attr.LLM_COST_OUTCOME: "blocked",
+                               attr.LLM_COST_PRICING_KNOWN: record.cost is not None})
+            return
+        known = record.cost is not None
+        self.calls.add(1, {**labels, attr.LLM_COST_OUTCOME: record.outcome, attr.LLM_COST_PRICING_KNOWN: known})
+        if span.end_time is not None and span.start_time is not None:
+            duration_labels = labels if record.outcome == "ok" else {**labels, attr.ERROR_TYPE: str(a.get(attr.ERROR_TYPE))}
+            self.duration.record((span.end_time - span.start_time) / 1e9, duration_labels)
+        usage = record.usage
+        if usage.total_tokens:
+            self.token_usage.record(usage.input_tokens, {**labels, attr.GEN_AI_TOKEN_TYPE: "input"})
+            self.token_usage.record(usage.output_tokens, {**labels, attr.GEN_AI_TOKEN_TYPE: "output"})
+            for token_type, count in (("input", usage.input_tokens), ("cache_read", usage.cache_read_tokens),
+                                      ("cache_write", usage.cache_write_tokens), ("output", usage.output_tokens),
+                                      ("reasoning", usage.reasoning_tokens)):
+                if count:
+                    self.tokens.add(count, {**labels, attr.LLM_COST_TOKEN_TYPE: token_type})
+        if known and (usage.total_tokens or record.cost):
+            self.cost.record(float(record.cost), labels)  # type: ignore[arg-type]
+
+    # --- budgets (observed at each collection) ---
+    def _observe(self, field: str) -> Any:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            guard = self._guard
+            if guard is None:
+                return []
+            observations = []
+            for status in guard.statuses():
+                labels = {attr.LLM_COST_BUDGET_NAME: status.name, attr.LLM_COST_BUDGET_WINDOW: status.window}
+                value: Any = getattr(status, field)
+                observations.append(Observation(float(value), labels))
+            return observations
+
+        return callback

@@ -1,0 +1,187 @@
+"""`opentelemetry-instrument python app.py`: an unmodified app gets cost spans, Prometheus metrics and
+budgets from environment variables alone. Real subprocesses, real exporters, scraped over HTTP."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTRUMENT = str(Path(sys.executable).parent / "opentelemetry-instrument")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(script: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [INSTRUMENT, sys.executable, str(ROOT / "examples" / script)],
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT)
+
+
+def _scrape_when(process: subprocess.Popen, port: int, marker: str, timeout: float = 60) -> dict:
+    """Wait for `marker` on the app's stdout, then scrape /metrics: {name: [(labels, value)]}."""
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    for line in process.stdout:
+        if marker in line or time.monotonic() > deadline:
+            break
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def _total(samples: dict, name: str, **labels: str) -> float:
+    return sum(v for lbl, v in samples.get(name, []) if all(lbl.get(k) == val for k, val in labels.items()))
+
+
+def test_quickstart_under_opentelemetry_instrument_serves_cost_and_budget_metrics():
+    port = _free_port()
+    app = _launch("quickstart.py", {
+        "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+        "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_LLM_COST_BUDGET_USD": "5", "QUICKSTART_HOLD_SECONDS": "30",
+    })
+    try:
+        samples = _scrape_when(app, port, "quickstart done")
+    finally:
+        app.kill()
+        app.wait()
+    # 3 x gpt-4o-mini: 1,200 in (1,024 cached) + 150 out at $0.15 / $0.075 / $0.60 per 1M = $0.0001932
+    per_call = Decimal(176) * Decimal("0.15") / 10**6 + Decimal(1024) * Decimal("0.075") / 10**6 + \
+        Decimal(150) * Decimal("0.6") / 10**6
+    spent = float(per_call * 3)
+    assert _total(samples, "llm_cost_calls_total", llm_cost_outcome="ok") == 3  # once each, peers loaded too
+    assert _total(samples, "gen_ai_client_operation_cost_USD_sum") == pytest.approx(spent, rel=1e-9)
+    assert _total(samples, "gen_ai_client_operation_cost_USD_count") == 3
+    assert _total(samples, "llm_cost_budget_limit_USD", llm_cost_budget_name="global") == 5
+    assert _total(samples, "llm_cost_budget_spent_USD", llm_cost_budget_name="global") == pytest.approx(spent)
+    assert _total(samples, "llm_cost_budget_remaining_USD") == pytest.approx(5 - spent)
+    assert _total(samples, "llm_cost_budget_utilization") == pytest.approx(spent / 5)
+    assert _total(samples, "llm_cost_tokens_total", llm_cost_token_type="cache_read") == 3 * 1024
+
+
+def test_anthropic_native_spans_and_budget_in_one_launch_each_call_counted_once():
+    port = _free_port()
+    app = _launch("agent_with_budget.py", {
+        "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+        "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "AGENT_HOLD_SECONDS": "30",
+    })
+    try:
+        samples = _scrape_when(app, port, "budget:")
+    finally:
+        app.kill()
+        app.wait()
+    assert _total(samples, "llm_cost_calls_total", llm_cost_outcome="ok") == 3
+    assert _total(samples, "llm_cost_calls_total", llm_cost_outcome="blocked") == 1
+    assert _total(samples, "llm_cost_budget_blocked_total", llm_cost_budget_name="agent-session") == 1
+
+
+class _OtlpReceiver(http.server.BaseHTTPRequestHandler):
+    received: dict[str, list[bytes]] = {}
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.received.setdefault(self.path, []).append(body)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_otlp_launch_sends_cost_spans_and_metrics_to_a_collector():
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    _OtlpReceiver.received = {}
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        app = _launch("quickstart.py", {
+            "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp", "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+            "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        })
+        out, err = app.communicate(timeout=120)
+        assert app.returncode == 0, err
+    finally:
+        server.shutdown()
+    spans = []
+    for body in _OtlpReceiver.received.get("/v1/traces", []):
+        request = ExportTraceServiceRequest.FromString(body)
+        spans += [s for rs in request.resource_spans for ss in rs.scope_spans if ss.scope.name == "otel_llm_cost"
+                  for s in ss.spans]
+    assert len(spans) == 3
+    attrs = {kv.key: kv.value for kv in spans[0].attributes}
+    assert attrs["gen_ai.usage.cost.amount"].double_value == pytest.approx(0.0001932)
+    assert attrs["gen_ai.usage.cost.currency"].string_value == "USD"
+    names = set()
+    for body in _OtlpReceiver.received.get("/v1/metrics", []):
+        request = ExportMetricsServiceRequest.FromString(body)
+        names |= {m.name for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    assert {"gen_ai.client.operation.cost", "llm_cost.calls", "llm_cost.tokens",
+            "gen_ai.client.token.usage"} <= names
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("OTEL_LLM_COST_BUDGET_USD", "abc", "is not a number of US dollars"),
+        ("OTEL_LLM_COST_BUDGET_WINDOW", "fortnight", "is not a budget window"),
+        ("OTEL_LLM_COST_BUDGETS_FILE", "/nonexistent/budgets.toml", "cannot be read"),
+        ("OTEL_LLM_COST_ON_EXCEED", "shrug", "is not a policy"),
+        ("OTEL_LLM_COST_BUDGET_STORE", "mysql://db", "is not a budget store"),
+        ("OTEL_LLM_COST_ENABLED", "perhaps", "is not a boolean"),
+        ("OTEL_LLM_COST_PRICING_FILE", "/nonexistent/prices.toml", "cannot be read"),
+    ],
+)
+def test_bad_environment_stops_start_up_with_one_line(variable, value, fragment):
+    app = _launch("quickstart.py", {variable: value, "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                                    "OTEL_LOGS_EXPORTER": "none"})
+    out, err = app.communicate(timeout=60)
+    assert app.returncode == 2
+    assert "quickstart done" not in out  # the app never started
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"otel-llm-cost: {variable}={value!r} " + lines[0].split(f"{value!r} ", 1)[1]]
+    assert fragment in lines[0]
+
+
+def test_malformed_budgets_file_names_the_file_budget_and_value(tmp_path):
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[budgets.team]\nlimit_usd = -3\n')
+    app = _launch("quickstart.py", {"OTEL_LLM_COST_BUDGETS_FILE": str(budgets), "OTEL_TRACES_EXPORTER": "none",
+                                    "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
+    _, err = app.communicate(timeout=60)
+    assert app.returncode == 2
+    assert err.strip().count("\n") == 0
+    assert str(budgets) in err and "'team'" in err and "limit_usd=-3" in err
+
+
+def test_disabled_launch_changes_nothing():
+    app = _launch("quickstart.py", {"OTEL_LLM_COST_ENABLED": "false", "OTEL_TRACES_EXPORTER": "console",
+                                    "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
+    out, err = app.communicate(timeout=60)
+    assert app.returncode == 0 and "quickstart done" in out
+    assert "gen_ai.usage.cost.amount" not in out
