@@ -36,6 +36,7 @@ could be read, so the caller can flag the cost as uncertain instead of crashing 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -176,15 +177,21 @@ def _invalid_payload(payload: Any) -> bool:
     return payload is None or isinstance(payload, (str, bytes, int, float, bool, list, tuple))
 
 
-def _incomplete() -> Usage:
-    return Usage(complete=False)
+def _parser(read_fields: Callable[[_Reader, Any], Usage]) -> Callable[[Any], Usage]:
+    """One parser per API, sharing the guard: a payload that is not an object or mapping is incomplete."""
+
+    @functools.wraps(read_fields)
+    def parse(usage: Any) -> Usage:
+        if _invalid_payload(usage):
+            return Usage(complete=False)
+        return read_fields(_Reader(), usage)
+
+    return parse
 
 
-def usage_from_openai_chat(usage: Any) -> Usage:
+@_parser
+def usage_from_openai_chat(read: _Reader, usage: Any) -> Usage:
     """OpenAI Chat Completions `usage`: cached, cache writes and audio ⊂ prompt; reasoning, audio ⊂ completion."""
-    if _invalid_payload(usage):
-        return _incomplete()
-    read = _Reader()
     return read.build(
         input_tokens=read.count(usage, "prompt_tokens", required=True),
         cache_read_tokens=read.count(usage, "prompt_tokens_details", "cached_tokens"),
@@ -196,11 +203,9 @@ def usage_from_openai_chat(usage: Any) -> Usage:
     )
 
 
-def usage_from_openai_responses(usage: Any) -> Usage:
+@_parser
+def usage_from_openai_responses(read: _Reader, usage: Any) -> Usage:
     """OpenAI Responses `usage`: cached and cache writes ⊂ input_tokens, reasoning ⊂ output_tokens."""
-    if _invalid_payload(usage):
-        return _incomplete()
-    read = _Reader()
     return read.build(
         input_tokens=read.count(usage, "input_tokens", required=True),
         cache_read_tokens=read.count(usage, "input_tokens_details", "cached_tokens"),
@@ -210,22 +215,18 @@ def usage_from_openai_responses(usage: Any) -> Usage:
     )
 
 
-def usage_from_openai_embeddings(usage: Any) -> Usage:
+@_parser
+def usage_from_openai_embeddings(read: _Reader, usage: Any) -> Usage:
     """OpenAI Embeddings `usage`: input only."""
-    if _invalid_payload(usage):
-        return _incomplete()
-    read = _Reader()
     return read.build(input_tokens=read.count(usage, "prompt_tokens", required=True))
 
 
-def usage_from_anthropic_messages(usage: Any) -> Usage:
+@_parser
+def usage_from_anthropic_messages(read: _Reader, usage: Any) -> Usage:
     """Anthropic Messages `usage`: cache reads and writes are ADDED to `input_tokens`.
 
     `cache_creation` splits the writes by TTL; without it every write is a 5-minute write (the default).
     """
-    if _invalid_payload(usage):
-        return _incomplete()
-    read = _Reader()
     uncached = read.count(usage, "input_tokens", required=True)
     cache_read = read.count(usage, "cache_read_input_tokens")
     cache_write = read.count(usage, "cache_creation_input_tokens")
@@ -255,15 +256,13 @@ def _gemini_audio(read: _Reader, details: Any) -> int:
     return total
 
 
-def usage_from_gemini(usage: Any) -> Usage:
+@_parser
+def usage_from_gemini(read: _Reader, usage: Any) -> Usage:
     """Gemini `usageMetadata` (REST camelCase) or `usage_metadata` (SDK snake_case).
 
     Thoughts are billed as output on top of candidates; tool-use prompt tokens are input on top of
     the prompt; cached content is a subset of the prompt.
     """
-    if _invalid_payload(usage):
-        return _incomplete()
-    read = _Reader()
     snake = dig(usage, "prompt_token_count") is not None or dig(usage, "candidates_token_count") is not None
 
     def field(camel: str, snake_name: str, required: bool = False) -> int:
@@ -283,11 +282,9 @@ def usage_from_gemini(usage: Any) -> Usage:
     )
 
 
-def usage_from_bedrock_converse(usage: Any) -> Usage:
+@_parser
+def usage_from_bedrock_converse(read: _Reader, usage: Any) -> Usage:
     """Bedrock Converse `usage`: `inputTokens` EXCLUDES the cache; `cacheDetails` splits writes by TTL."""
-    if _invalid_payload(usage):
-        return _incomplete()
-    read = _Reader()
     uncached = read.count(usage, "inputTokens", required=True)
     cache_read = read.count(usage, "cacheReadInputTokens")
     cache_write = read.count(usage, "cacheWriteInputTokens")
@@ -305,22 +302,18 @@ def usage_from_bedrock_converse(usage: Any) -> Usage:
     )
 
 
-def usage_from_cohere_chat(usage: Any) -> Usage:
+@_parser
+def usage_from_cohere_chat(read: _Reader, usage: Any) -> Usage:
     """Cohere v2 chat `usage`: bill `billed_units`; `tokens` includes unbilled template tokens."""
-    if _invalid_payload(usage):
-        return _incomplete()
-    read = _Reader()
     return read.build(
         input_tokens=read.count(usage, "billed_units", "input_tokens", required=True),
         output_tokens=read.count(usage, "billed_units", "output_tokens", required=True),
     )
 
 
-def usage_from_mistral_chat(usage: Any) -> Usage:
+@_parser
+def usage_from_mistral_chat(read: _Reader, usage: Any) -> Usage:
     """Mistral chat `usage`: OpenAI-like; cached tokens, when reported, are a subset of the prompt."""
-    if _invalid_payload(usage):
-        return _incomplete()
-    read = _Reader()
     return read.build(
         input_tokens=read.count(usage, "prompt_tokens", required=True),
         cache_read_tokens=read.count(usage, "prompt_tokens_details", "cached_tokens"),
