@@ -164,4 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run the imported module, not `__main__`, so its exception classes are the ones other modules raise
+    from otel_llm_cost.cli import main as cli_main
+
+    raise SystemExit(cli_main())

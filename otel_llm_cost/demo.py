@@ -49,7 +49,13 @@ def run_demo(args: argparse.Namespace) -> int:
         from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
 
-        start_http_server(args.port, addr="127.0.0.1")
+        try:
+            start_http_server(args.port, addr="127.0.0.1")
+        except OSError as exc:
+            from otel_llm_cost.cli import CliError
+
+            raise CliError(f"cannot serve /metrics on 127.0.0.1:{args.port} ({exc.strerror or exc}); "
+                           f"pick another with --port") from None
         readers.append(PrometheusMetricReader())
     meter_provider = MeterProvider(metric_readers=readers)
     tracer_provider = TracerProvider()

@@ -85,3 +85,25 @@ def test_estimate_reads_a_file_and_rejects_a_missing_one(tmp_path):
     assert run("estimate", "--model", "gpt-4o", "--file", str(prompt)).returncode == 0
     missing = run("estimate", "--model", "gpt-4o", "--file", str(tmp_path / "none.txt"))
     assert missing.returncode == 2 and "cannot read --file" in missing.stderr
+
+
+def test_demo_runs_offline_and_prints_the_cost_table_and_budgets():
+    result = run("demo", "--port", "0", env={"PYTHONWARNINGS": "ignore"})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "runaway agent stopped at step" in out  # the session budget stopped it
+    for model in ("claude-sonnet-4-5", "gpt-4o", "gpt-4.1", "acme-internal-llm"):
+        assert model in out
+    assert "unknown" in out  # the in-house model is never priced at 0
+    assert "budget demo-per-session" in out and "budget demo-daily-soft" in out
+
+
+def test_demo_port_in_use_is_one_clear_line():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run("demo", "--port", str(busy.getsockname()[1]))
+    assert result.returncode == 2
+    assert result.stderr.startswith("otel-llm-cost: cannot serve /metrics") and "Traceback" not in result.stderr
