@@ -13,7 +13,12 @@ scheduling noise does not drown a few tens of microseconds. Overhead is the medi
 uninstrumented median; the headline is our overhead as a
 ratio to the bare span's. Non-stream calls and 100-chunk streams are measured separately.
 
-    .venv/bin/python benchmarks/bench_overhead.py [--calls 300] [--rounds 7]
+The launch path is measured as users run it: a child process per round, either plain ``python``
+(uninstrumented, or one bare span per call on an SDK tracer provider) or ``opentelemetry-instrument
+python`` with Prometheus metrics on and only our instrumentors loaded. Each child reports the median
+client CPU per non-stream call.
+
+    .venv/bin/python benchmarks/bench_overhead.py [--calls 40] [--rounds 25] [--launch-rounds 7]
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ import argparse
 import contextlib
 import gc
 import importlib
+import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -166,53 +175,149 @@ def measure(calls: int, rounds: int) -> dict[str, dict[str, float]]:
     return results
 
 
-def measure_lifecycle(n: int = 20_000) -> dict[str, float]:
-    """The same three ways of calling, with the HTTP round trip replaced by a ready SDK response object,
-    so the per-call cost of the instrumentation itself is measured without I/O noise."""
-    from openai.types.chat import ChatCompletion
+def _ready_responses() -> tuple[Any, list[Any]]:
+    """A chat completion and a 100-chunk stream (plus its usage chunk) as the SDK parses them."""
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    usage = {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100,
+             "prompt_tokens_details": {"cached_tokens": 500}}
+    response = ChatCompletion.model_validate({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": usage,
+    })
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o"}
+    chunks = [ChatCompletionChunk.model_validate({**head, "choices": [
+        {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop" if i == 99 else None}]})
+        for i in range(100)]
+    chunks.append(ChatCompletionChunk.model_validate({**head, "choices": [], "usage": usage}))
+    return response, chunks
+
+
+def measure_lifecycle(n: int = 20_000, batches: int = 10) -> dict[str, dict[str, float]]:
+    """The ways of calling, with the HTTP round trip replaced by ready SDK objects, so the per-call
+    cost of the instrumentation itself is measured without I/O noise. Batches are interleaved."""
+    from otel_llm_cost.instrumentation._call import SCOPE_NAME, CallContext, wrap_endpoint
+    from otel_llm_cost.instrumentation.openai import CHAT
+
+    response, chunks = _ready_responses()
+    provider = _provider()
+    tracer = provider.get_tracer("bench")
+    wrapper = wrap_endpoint(CallContext(tracer=provider.get_tracer(SCOPE_NAME)), CHAT, is_async=False)
+    workloads = {
+        "non-stream": ({"model": "gpt-4o", "messages": MESSAGES}, lambda **_: response, lambda r: r, n),
+        "100-chunk stream": ({"model": "gpt-4o", "messages": MESSAGES, "stream": True},
+                             lambda **_: iter(chunks), lambda r: sum(1 for _ in r), n // 20),
+    }
+    results: dict[str, dict[str, float]] = {}
+    for workload, (kwargs, send, consume, calls) in workloads.items():
+        ours = _our_attributes(wrapper, send, kwargs, consume)
+
+        def spanned(attributes: dict[str, Any] | None) -> Any:
+            with tracer.start_as_current_span("chat gpt-4o", kind=trace.SpanKind.CLIENT, attributes=attributes):
+                return consume(send(**kwargs))
+
+        ways = {
+            "uninstrumented": lambda: consume(send(**kwargs)),
+            "bare span": lambda: spanned(None),
+            # what the SDK alone charges for the attributes we set: the floor of any cost span
+            "bare span + our attributes": lambda: spanned(ours),
+            "otel-llm-cost": lambda: consume(wrapper(send, None, (), kwargs)),
+        }
+        medians: dict[str, list[float]] = {w: [] for w in ways}
+        for _ in range(batches):
+            for way, fn in ways.items():
+                samples = []
+                for _ in range(calls // batches):
+                    begin = time.perf_counter_ns()
+                    fn()
+                    samples.append((time.perf_counter_ns() - begin) / 1000)
+                medians[way].append(statistics.median(samples))
+        results[workload] = {w: statistics.median(v) for w, v in medians.items()}
+    return results
+
+
+def _our_attributes(wrapper: Callable[..., Any], send: Callable[..., Any], kwargs: dict[str, Any],
+                    consume: Callable[[Any], Any]) -> dict[str, Any]:
+    """The attributes our span carries for this call, captured from one real instrumented call."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from otel_llm_cost.instrumentation._call import SCOPE_NAME, CallContext, wrap_endpoint
     from otel_llm_cost.instrumentation.openai import CHAT
 
-    response = ChatCompletion.model_validate({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1000, "completion_tokens": 100, "total_tokens": 1100,
-                  "prompt_tokens_details": {"cached_tokens": 500}},
-    })
-    provider = _provider()
-    tracer = provider.get_tracer("bench")
-    wrapper = wrap_endpoint(CallContext(tracer=provider.get_tracer(SCOPE_NAME)), CHAT, is_async=False)
-    kwargs = {"model": "gpt-4o", "messages": MESSAGES}
-
-    def send(**_: Any) -> Any:
-        return response
-
-    def bare() -> Any:
-        with tracer.start_as_current_span("chat gpt-4o", kind=trace.SpanKind.CLIENT):
-            return send(**kwargs)
-
-    ways = {"uninstrumented": lambda: send(**kwargs), "bare span": bare,
-            "otel-llm-cost": lambda: wrapper(send, None, (), kwargs)}
-    medians: dict[str, list[float]] = {w: [] for w in ways}
-    for _ in range(5):
-        for way, fn in ways.items():
-            samples = []
-            for _ in range(n // 5):
-                start = time.perf_counter_ns()
-                fn()
-                samples.append((time.perf_counter_ns() - start) / 1000)
-            medians[way].append(statistics.median(samples))
-    return {w: statistics.median(v) for w, v in medians.items()}
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    capture = wrap_endpoint(CallContext(tracer=provider.get_tracer(SCOPE_NAME)), CHAT, is_async=False)
+    consume(capture(send, None, (), kwargs))
+    return dict(exporter.get_finished_spans()[0].attributes or {})
 
 
-def report(results: dict[str, dict[str, float]], lifecycle: dict[str, float]) -> str:
-    lines = ["lifecycle only (SDK response object ready, no I/O): median us per call"]
-    base = lifecycle["uninstrumented"]
-    bare = lifecycle["bare span"] - base
-    for way, value in lifecycle.items():
-        ratio = f"{(value - base) / bare:5.2f}x bare span" if way != "uninstrumented" else ""
-        lines.append(f"  {way:24} {value:8.2f}   {ratio}")
+LAUNCH_MODES = ("uninstrumented", "bare span", "opentelemetry-instrument + prometheus")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _launch_child(mode: str, url: str, calls: int) -> float:
+    """Run `calls` non-stream calls in a fresh process launched as `mode`; their median client CPU, µs."""
+    argv = [sys.executable, __file__, "--child", mode, "--url", url, "--calls", str(calls)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if mode == LAUNCH_MODES[2]:
+        argv = [str(Path(sys.executable).parent / "opentelemetry-instrument"), *argv]
+        env |= {
+            "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(_free_port()),
+            "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+            # the peers' entry points are both named "openai": measure ours alone
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai",
+            "OTEL_LLM_COST_BUDGET_USD": "1000000",
+        }
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["median_us"])
+
+
+def _child(mode: str, url: str, calls: int) -> None:
+    """The workload of one launch-path child: warm up, time `calls` calls, print the median as JSON."""
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0)
+    call = lambda: client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # noqa: E731
+    run: Callable[[Callable[[], Any]], Any] = lambda c: c()  # noqa: E731
+    if mode == "bare span":
+        tracer = TracerProvider().get_tracer("bench")
+
+        def run(c: Callable[[], Any]) -> Any:
+            with tracer.start_as_current_span("chat gpt-4o", kind=trace.SpanKind.CLIENT):
+                return c()
+
+    _time_calls(run, call, 20)
+    gc.collect()
+    print(json.dumps({"mode": mode, "median_us": statistics.median(_time_calls(run, call, calls))}))
+
+
+def measure_launch(calls: int, rounds: int) -> dict[str, float]:
+    """Median over rounds of each launch mode's overhead over the uninstrumented child of that round."""
+    overheads: dict[str, list[float]] = {m: [] for m in LAUNCH_MODES}
+    with _fake_provider_process() as url:
+        for _ in range(rounds):
+            medians = {mode: _launch_child(mode, url, calls) for mode in LAUNCH_MODES}
+            for mode in LAUNCH_MODES:
+                overheads[mode].append(medians[mode] - medians["uninstrumented"])
+            overheads["uninstrumented"][-1] = medians["uninstrumented"]
+    return {m: statistics.median(v) for m, v in overheads.items()}
+
+
+def report(results: dict[str, dict[str, float]], lifecycle: dict[str, dict[str, float]],
+           launch: dict[str, float] | None = None) -> str:
+    lines = []
+    for workload, values in lifecycle.items():
+        lines.append(f"{workload}, lifecycle only (SDK objects ready, no I/O): median us per call")
+        base = values["uninstrumented"]
+        bare = values["bare span"] - base
+        for way, value in values.items():
+            ratio = f"{(value - base) / bare:5.2f}x bare span" if way != "uninstrumented" else ""
+            lines.append(f"  {way:28} {value:9.2f}   {ratio}")
     for workload, values in results.items():
         lines.append(f"\n{workload} via the fake provider: client CPU per call, overhead (paired median over rounds)")
         bare = values["bare span"]
@@ -221,6 +326,15 @@ def report(results: dict[str, dict[str, float]], lifecycle: dict[str, float]) ->
             if mode != "uninstrumented":
                 ratio = f"{overhead / bare:5.2f}x" if bare > 0 else "  n/a"
                 lines.append(f"  {mode:24} +{overhead:8.1f} us   {ratio} bare span")
+    if launch:
+        bare = launch["bare span"]
+        lines.append("\nlaunch path, non-stream, one process per mode and round: client CPU per call")
+        lines.append(f"  {'uninstrumented':38} {launch['uninstrumented']:9.1f} us")
+        for mode in LAUNCH_MODES[1:]:
+            overhead = launch[mode]
+            ratio = f"{overhead / bare:5.2f}x bare span" if bare > 0 else ""
+            lines.append(f"  {mode:38} +{overhead:8.1f} us   {ratio}   "
+                         f"{(launch['uninstrumented'] + overhead) / launch['uninstrumented']:5.2f}x uninstrumented")
     return "\n".join(lines)
 
 
@@ -228,9 +342,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--launch-rounds", type=int, default=7)
+    parser.add_argument("--launch-calls", type=int, default=300)
+    parser.add_argument("--child", choices=LAUNCH_MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        _child(args.child, args.url, args.calls)
+        return
     lifecycle = measure_lifecycle()
-    print(report(measure(args.calls, args.rounds), lifecycle))
+    launch = measure_launch(args.launch_calls, args.launch_rounds) if args.launch_rounds > 0 else None
+    print(report(measure(args.calls, args.rounds), lifecycle, launch))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,17 @@ def test_reasoning_tokens_and_reported_service_tier(instrumented, openai_client,
     assert cost_of(only_span(span_exporter)) == D("0.625") + D("0.5")
 
 
+def test_streamed_call_is_billed_at_the_tier_the_stream_reports(instrumented, openai_client, span_exporter, fake):
+    fake.set_model("gpt-5", input_tokens=1_000_000, output_tokens=100_000, service_tier="flex", chunks=5)
+    chunks = list(openai_client.chat.completions.create(model="gpt-5", messages=MESSAGES, stream=True,
+                                                        service_tier="auto"))
+    assert all(c.service_tier == "flex" for c in chunks)
+    a = only_span(span_exporter).attributes
+    assert (a["gen_ai.openai.request.service_tier"], a["gen_ai.openai.response.service_tier"]) == ("auto", "flex")
+    # gpt-5 flex, https://platform.openai.com/docs/pricing (read 2025-09): $0.625 in / $5 out per 1M
+    assert cost_of(only_span(span_exporter)) == D("0.625") + D("0.5")
+
+
 def test_async_chat_completion(instrumented, async_openai_client, span_exporter, fake):
     fake.set_model("gpt-4o-mini", input_tokens=2_000, output_tokens=1_000)
     asyncio.run(async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES))

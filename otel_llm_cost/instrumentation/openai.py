@@ -82,14 +82,24 @@ class _ChatStream:
         self._deltas = 0
 
     def observe(self, chunk: Any) -> bool:
-        if self._id is None:
+        """Once per chunk, so it reads as little as it can: the tier is read from the first chunk and
+        from the chunks that end a choice or carry usage (OpenAI repeats it on every chunk)."""
+        first = self._id is None
+        if first:
             self._id, self._model = text(chunk, "id"), text(chunk, "model")
-        self._tier = text(chunk, "service_tier") or self._tier
         choices = field(chunk, "choices")
+        ending = False
         if choices:
             self._deltas += 1
-            self._finish.extend(_finish_reasons(choices))
+            if type(choices) is list:
+                for choice in choices:
+                    reason = field(choice, "finish_reason")
+                    if type(reason) is str:
+                        self._finish.append(reason)
+                        ending = True
         usage = field(chunk, "usage")
+        if first or ending or usage is not None:
+            self._tier = text(chunk, "service_tier") or self._tier
         if usage is not None:
             self._usage = usage
             if self._request.hide_usage_chunk and not choices:
