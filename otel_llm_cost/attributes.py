@@ -19,6 +19,20 @@ GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
 GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
 GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
 GEN_AI_RESPONSE_SERVICE_TIER: Final = "gen_ai.openai.response.service_tier"
+OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"  # semconv >= 1.37, foreign spans
+LLM_COST_REQUEST_SERVICE_TIER: Final = "llm_cost.request.service_tier"
+LLM_COST_RESPONSE_SERVICE_TIER: Final = "llm_cost.response.service_tier"
+_OPENAI_PROVIDERS: Final = frozenset({"openai", "azure.ai.openai"})
+
+
+def service_tier_keys(provider: str) -> tuple[str, str]:
+    """(request, response) tier attribute names: semconv names them only for OpenAI, so the other
+    providers' tiers (Anthropic `priority`, Bedrock `flex`, Gemini `flex`) go under `llm_cost.*`."""
+    if provider in _OPENAI_PROVIDERS:
+        return GEN_AI_REQUEST_SERVICE_TIER, GEN_AI_RESPONSE_SERVICE_TIER
+    return LLM_COST_REQUEST_SERVICE_TIER, LLM_COST_RESPONSE_SERVICE_TIER
+
+
 GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 ERROR_TYPE: Final = "error.type"
 SESSION_ID: Final = "session.id"

@@ -57,6 +57,7 @@ MTOK: Final = Decimal(1_000_000)
 KILO: Final = Decimal(1_000)
 HALF: Final = Decimal("0.5")
 ZERO: Final = Decimal(0)
+TWO: Final = Decimal(2)
 _SECONDS_PER_DAY: Final = 86_400
 
 Price = Decimal | gp.TieredPrices
@@ -633,14 +634,22 @@ def _rates_from_model_price(price: gp.ModelPrice, model_id: str, source: str) ->
     def get(name: str) -> Any:
         return getattr(price, name, None)
 
+    input_price = get("input_mtok") if get("input_mtok") is not None else ZERO
+    cache_write_1h = get("cache_write_1h_mtok")
+    if cache_write_1h is None and get("cache_write_mtok") is not None and "claude" in model_id:
+        # Anthropic bills a 1-hour cache write at 2x the base input price wherever Claude runs
+        # (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#pricing, read 2025-11;
+        # Bedrock and Vertex AI use the same multipliers). genai-prices lists no 1h rate for most
+        # Bedrock and Vertex Claude models, which would price those writes at the 5-minute rate.
+        cache_write_1h = _scale(input_price, TWO)
     return Rates(
         model=model_id,
         source=source,
-        input=get("input_mtok") if get("input_mtok") is not None else ZERO,
+        input=input_price,
         output=get("output_mtok") if get("output_mtok") is not None else ZERO,
         cache_read=get("cache_read_mtok"),
         cache_write=get("cache_write_mtok"),
-        cache_write_1h=get("cache_write_1h_mtok"),
+        cache_write_1h=cache_write_1h,
         input_audio=get("input_audio_mtok"),
         output_audio=get("output_audio_mtok"),
         web_search_per_k=get("web_searches_kcount"),

@@ -208,7 +208,8 @@ def _record_from_attributes(a: Mapping[str, Any] | None, book: PriceBook, *, our
         amount = a.get(attr.GEN_AI_USAGE_COST_AMOUNT)
         cost = Decimal(repr(amount)) if isinstance(amount, float) else None
     else:
-        priced = book.compute_cost(provider, model, usage, service_tier=a.get(attr.GEN_AI_RESPONSE_SERVICE_TIER))
+        tier = a.get(attr.GEN_AI_RESPONSE_SERVICE_TIER) or a.get(attr.OPENAI_RESPONSE_SERVICE_TIER)
+        priced = book.compute_cost(provider, model, usage, service_tier=tier if isinstance(tier, str) else None)
         cost = priced.total if priced is not None else None
     if cost is None and (outcome != "ok" and usage.total_tokens == 0):
         cost = Decimal(0)  # nothing was billed: a known zero, not an unknown price

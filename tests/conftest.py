@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from decimal import Decimal
 
 import anthropic
 import openai
@@ -89,6 +90,25 @@ def anthropic_client(fake) -> anthropic.Anthropic:
 def async_anthropic_client(fake) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(base_url=fake.anthropic_url, api_key="sk-ant-test-key", max_retries=0,
                                     open_telemetry=False)
+
+
+def cost_of(span: ReadableSpan) -> Decimal:
+    """The span's cost exactly as recorded (the float's shortest repr, as a Decimal)."""
+    return Decimal(repr(span.attributes["gen_ai.usage.cost.amount"]))
+
+
+@pytest.fixture
+def frozen_budget(instrumented) -> Iterator[None]:
+    """A global budget of $0, so every priced call is refused before it is sent."""
+    from otel_llm_cost.budget import Budget
+    from otel_llm_cost.budget.guard import BudgetGuard
+    from otel_llm_cost.budget.stores import MemoryStore
+
+    guard = BudgetGuard(MemoryStore())
+    guard.set(Budget.create(0, name="frozen"))
+    _state.set_budget_hook(guard)
+    yield
+    _state.set_budget_hook(None)
 
 
 def our_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:

@@ -115,3 +115,77 @@ def test_uninstrument_under_another_instrumentation_leaves_its_wrapper_working(t
         assert len(span_exporter.get_finished_spans()) == 1
     finally:
         other.uninstrument()
+
+
+def _official_google_genai():
+    module = pytest.importorskip("opentelemetry.instrumentation.google_genai")
+    return module.GoogleGenAiSdkInstrumentor()
+
+
+def _official_botocore():
+    module = pytest.importorskip("opentelemetry.instrumentation.botocore")
+    return module.BotocoreInstrumentor()
+
+
+def _gemini_calls(fake) -> int:
+    """A plain call, a stream, and a call with automatic function calling (two requests)."""
+    from google import genai
+    from google.genai import types
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    client = genai.Client(api_key="offline-key", http_options=types.HttpOptions(base_url=fake.gemini_url))
+    client.models.generate_content(model="gemini-2.5-flash", contents="Hi")
+    list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="Hi"))
+    client.models.generate_content(model="gemini-2.5-flash", contents="Weather in Paris?",
+                                   config=types.GenerateContentConfig(tools=[get_weather]))
+    return 4
+
+
+def _bedrock_calls(fake) -> int:
+    import boto3
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=fake.bedrock_url,
+                          aws_access_key_id="offline", aws_secret_access_key="offline")
+    messages = [{"role": "user", "content": [{"text": "Hi"}]}]
+    client.converse(modelId="amazon.nova-pro-v1:0", messages=messages)
+    list(client.converse_stream(modelId="amazon.nova-pro-v1:0", messages=messages)["stream"])
+    return 2
+
+
+@pytest.mark.parametrize(("make_other", "calls", "model"), [
+    (_official_google_genai, _gemini_calls, "gemini-2.5-flash"),
+    (_official_botocore, _bedrock_calls, "amazon.nova-pro-v1:0"),
+], ids=["official-google-genai", "official-botocore"])
+@pytest.mark.parametrize("ours_first", [True, False], ids=["ours-inner", "ours-outer"])
+def test_gemini_and_bedrock_next_to_their_official_instrumentations(tracer_provider, settings, span_exporter, fake,
+                                                                    make_other, calls, model, ours_first):
+    """Whichever wraps outside, every request is priced on our span and counted once in the totals."""
+    from otel_llm_cost.context import session
+    from otel_llm_cost.processor import CostSpanProcessor
+
+    processor = CostSpanProcessor()
+    tracer_provider.add_span_processor(processor)
+    fake.set_model(model, input_tokens=10_000, output_tokens=1_000)
+    other = make_other()
+    # The official google-genai instrumentation declares google-genai < 3, but its wrappers fit 3.x.
+    steps = [(lambda: instrument(tracer_provider=tracer_provider), uninstrument),
+             (lambda: other.instrument(tracer_provider=tracer_provider, skip_dep_check=True), other.uninstrument)]
+    steps = steps if ours_first else steps[::-1]
+    for do, _ in steps:
+        do()
+    try:
+        with session("coexisting"):
+            requests = calls(fake)
+    finally:  # undo in reverse order, as an app would
+        for _, undo in reversed(steps):
+            undo()
+    ours = our_spans(span_exporter)
+    foreign = [s for s in span_exporter.get_finished_spans() if s.instrumentation_scope.name != SCOPE_NAME]
+    assert len(ours) == requests and foreign, [(s.instrumentation_scope.name, s.name) for s in foreign]
+    costs = [Decimal(repr(s.attributes["gen_ai.usage.cost.amount"])) for s in ours]
+    summary = processor.totals.session("coexisting")
+    assert summary.calls == requests
+    assert summary.cost == sum(costs)

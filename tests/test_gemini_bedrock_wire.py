@@ -1,5 +1,5 @@
 """The fake provider speaks Gemini and Bedrock Converse to the REAL google-genai and boto3 clients, and
-our parsers read those clients' own response objects (instrumenting these SDKs comes in a later issue)."""
+our parsers read those clients' own response objects (the instrumentation is tested in test_google_genai.py and test_bedrock.py)."""
 
 from __future__ import annotations
 

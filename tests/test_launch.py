@@ -27,10 +27,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# The official google-genai instrumentation (a dev dependency, for the coexistence tests) declares
+# google-genai < 3 and says so on stderr at every launch; these tests read our own stderr lines.
+_QUIET = {"PYTHONWARNINGS": "ignore", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "google-genai"}
+
+
 def _launch(script: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
         [INSTRUMENT, sys.executable, str(ROOT / "examples" / script)],
-        env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, **_QUIET, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, cwd=ROOT)
 
 

@@ -6,16 +6,13 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-from conftest import only_span, our_spans
+from conftest import cost_of, only_span, our_spans
 
 from otel_llm_cost.context import session
 
 D = Decimal
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
 
-
-def cost_of(span) -> Decimal:
-    return D(repr(span.attributes["gen_ai.usage.cost.amount"]))
 
 
 def test_chat_completion_span_has_usage_and_exact_cost(instrumented, openai_client, span_exporter, fake):
@@ -129,21 +126,6 @@ def test_errors_are_recorded_and_propagate_unchanged(instrumented, openai_client
     assert span.attributes["error.type"] == "RateLimitError"
     assert span.status.status_code.name == "ERROR"
     assert "gen_ai.usage.cost.amount" not in span.attributes
-
-
-def test_uninstrument_restores_the_original_methods(tracer_provider, settings):
-    from openai.resources.chat.completions.completions import AsyncCompletions, Completions
-    from openai.resources.embeddings import Embeddings
-    from openai.resources.responses.responses import Responses
-
-    from otel_llm_cost.instrumentation import instrument, uninstrument
-
-    owners = [Completions, AsyncCompletions, Responses, Embeddings]
-    originals = [owner.__dict__["create"] for owner in owners]
-    instrument(tracer_provider=tracer_provider)
-    assert Completions.__dict__["create"] is not originals[0]
-    uninstrument()
-    assert all(owner.__dict__["create"] is original for owner, original in zip(owners, originals))
 
 
 def test_disabled_by_setting_leaves_the_sdk_untouched(tracer_provider, settings, openai_client, span_exporter):

@@ -72,6 +72,19 @@ def test_bedrock_cache_reads_and_writes(book):
     assert cost.total == D("0.021") + D("0.015")
 
 
+def test_claude_one_hour_cache_writes_cost_2x_input_on_bedrock_and_vertex_too(book):
+    # https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching#pricing, read 2025-11: a 1-hour
+    # cache write costs 2x the base input price; Bedrock and Vertex AI bill Claude with the same
+    # multipliers. genai-prices lists no 1h rate for these, and would price them at the 5-minute rate.
+    raw = {"inputTokens": 0, "outputTokens": 0, "cacheWriteInputTokens": 10_000,
+           "cacheDetails": [{"ttl": "1h", "inputTokens": 10_000}]}
+    cost = book.compute_cost("aws.bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0", raw, api="bedrock.converse")
+    assert cost.total == D("0.06")  # 10,000 x $6 / 1M, not x $3.75
+    vertex = book.compute_cost("gcp.vertex_ai", "claude-sonnet-4-5@20250929", Usage(
+        input_tokens=10_000, cache_write_1h_tokens=10_000))
+    assert vertex.total == D("0.06")
+
+
 def test_gemini_cached_tokens_and_thoughts(book):
     # https://ai.google.dev/gemini-api/docs/pricing, read 2025-11: Gemini 2.5 Flash $0.30 text in,
     # $0.03 cached, $2.50 out (thinking included)

@@ -12,6 +12,8 @@ __all__ = ["instrument", "uninstrument", "INSTRUMENTORS"]
 INSTRUMENTORS: dict[str, str] = {
     "openai": "otel_llm_cost.instrumentation.openai:OpenAIInstrumentor",
     "anthropic": "otel_llm_cost.instrumentation.anthropic:AnthropicInstrumentor",
+    "google.genai": "otel_llm_cost.instrumentation.google_genai:GoogleGenAIInstrumentor",
+    "botocore": "otel_llm_cost.instrumentation.bedrock:BedrockInstrumentor",
 }
 
 
@@ -20,11 +22,18 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module), name)()
 
 
+def _installed(sdk: str) -> bool:
+    try:
+        return importlib.util.find_spec(sdk) is not None
+    except ImportError:  # `google.genai` when no `google` namespace package is installed at all
+        return False
+
+
 def instrument(**kwargs: Any) -> list[str]:
     """Instrument every installed SDK; returns their names. Instrumenting twice is harmless."""
     done = []
     for sdk, path in INSTRUMENTORS.items():
-        if importlib.util.find_spec(sdk) is None:
+        if not _installed(sdk):
             continue
         instrumentor = _load(path)
         if not instrumentor.is_instrumented_by_opentelemetry:
@@ -35,7 +44,7 @@ def instrument(**kwargs: Any) -> list[str]:
 
 def uninstrument() -> None:
     for sdk, path in INSTRUMENTORS.items():
-        if importlib.util.find_spec(sdk) is not None:
+        if _installed(sdk):
             instrumentor = _load(path)
             if instrumentor.is_instrumented_by_opentelemetry:
                 instrumentor.uninstrument()

@@ -84,6 +84,9 @@ class Endpoint:
     read_request: Callable[[Any, tuple[Any, ...], dict[str, Any]], Request | None]
     read_response: Callable[[Any], Outcome]
     new_accumulator: Callable[[Request], StreamAccumulator] | None = None
+    stream_key: str | None = None
+    """When the SDK returns the stream inside a dict (Bedrock's `response["stream"]`), its key: the
+    proxy then takes the stream's place in that same dict."""
 
     def is_stream(self, request: Request, result: Any) -> bool:
         return self.new_accumulator is not None and request.stream
@@ -214,7 +217,7 @@ class LLMCall:
         if outcome.finish_reasons:
             values[attr.GEN_AI_RESPONSE_FINISH_REASONS] = list(outcome.finish_reasons)
         if outcome.service_tier:
-            values[attr.GEN_AI_RESPONSE_SERVICE_TIER] = outcome.service_tier
+            values[attr.service_tier_keys(request.provider)[1]] = outcome.service_tier
         usage = outcome.usage
         if usage is None:
             values[attr.LLM_COST_PRICING_SOURCE] = "unknown"
@@ -274,7 +277,7 @@ def _start_attributes(request: Request, session: SessionContext | None) -> dict[
     if request.max_tokens is not None:
         values[attr.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
     if request.service_tier:
-        values[attr.GEN_AI_REQUEST_SERVICE_TIER] = request.service_tier
+        values[attr.service_tier_keys(request.provider)[0]] = request.service_tier
     if session is not None:
         if session.session_id is not None:
             values[attr.SESSION_ID] = session.session_id
@@ -326,7 +329,12 @@ def _complete(call: LLMCall, endpoint: Endpoint, result: Any) -> Any:
             from otel_llm_cost.instrumentation._stream import StreamProxy
 
             assert endpoint.new_accumulator is not None
-            return StreamProxy(result, call, endpoint.new_accumulator(call.request))
+            accumulator = endpoint.new_accumulator(call.request)
+            key = endpoint.stream_key
+            if key is None:
+                return StreamProxy(result, call, accumulator)
+            result[key] = StreamProxy(result[key], call, accumulator)
+            return result
         outcome = endpoint.read_response(result)
     except Exception:
         exception_once(_logger, ("read-response", endpoint.read_response), "otel-llm-cost: could not read a response")

@@ -6,7 +6,7 @@ so every byte goes through the SDK's own HTTP, SSE and parsing code. It speaks:
 * OpenAI: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings`` (JSON and SSE);
 * Anthropic: ``/v1/messages`` (JSON and SSE);
 * Gemini: ``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``;
-* Bedrock: ``/model/{modelId}/converse``.
+* Bedrock: ``/model/{modelId}/converse`` and ``/converse-stream`` (AWS binary event stream).
 
 Usage is configurable per model (cache reads and writes, reasoning, audio); faults can be injected
 (429, 500, malformed JSON, a stream cut mid-way, slow responses); every request is counted.
@@ -17,9 +17,11 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -226,27 +228,44 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-request-id", f"req_{uuid.uuid4().hex[:12]}")
-        self.send_header("request-id", f"req_{uuid.uuid4().hex[:12]}")
+        self._send_request_ids()
         self.end_headers()
         self.wfile.write(data)
+
+    def _send_request_ids(self) -> None:
+        """Each provider's request-id header (OpenAI, Anthropic, AWS), as the real APIs send them."""
+        request_id = f"req_{uuid.uuid4().hex[:12]}"
+        for name in ("x-request-id", "request-id", "x-amzn-RequestId"):
+            self.send_header(name, request_id)
 
     def _send_json(self, status: int, payload: Any) -> None:
         self._send_bytes(status, json.dumps(payload).encode(), "application/json")
 
     def _send_sse(self, events: Iterator[tuple[str | None, Any]], fault: Fault | None) -> None:
+        def frames() -> Iterator[bytes]:
+            for event, data in events:
+                text = "" if event is None else f"event: {event}\n"
+                text += f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+                yield text.encode()
+
+        self._send_chunked(frames(), fault, "text/event-stream")
+
+    def _send_eventstream(self, events: Iterator[tuple[str, Any]], fault: Fault | None) -> None:
+        """AWS's binary event stream (Bedrock `converse-stream`), one message per event."""
+        self._send_chunked((_eventstream_message(kind, payload) for kind, payload in events), fault,
+                           "application/vnd.amazon.eventstream")
+
+    def _send_chunked(self, frames: Iterator[bytes], fault: Fault | None, content_type: str) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
+        self._send_request_ids()
         self.end_headers()
-        for index, (event, data) in enumerate(events):
+        for index, frame in enumerate(frames):
             if fault and fault.cut_after_chunks is not None and index >= fault.cut_after_chunks:
                 self.wfile.flush()
                 raise _CutStream()
-            text = "" if event is None else f"event: {event}\n"
-            text += f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
-            encoded = text.encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(encoded), encoded))
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -265,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
         bedrock = re.match(r"^/model/(.+)/(converse|converse-stream)$", path)
         if bedrock:
-            return self._bedrock_converse(unquote(bedrock.group(1)), body)
+            return self._bedrock_converse(unquote(bedrock.group(1)), body, bedrock.group(2) == "converse-stream", fault)
         self._send_json(404, {"error": {"message": f"no route for {path}", "type": "not_found"}})
 
     def _counts(self, body: dict[str, Any]) -> tuple[ModelBehaviour, int, int]:
@@ -429,8 +448,11 @@ class _Handler(BaseHTTPRequestHandler):
         if b.cache_read_tokens:
             usage["cachedContentTokenCount"] = b.cache_read_tokens
 
+        call = _gemini_function_to_call(body)
+
         def candidate(text: str, finish: str | None) -> dict[str, Any]:
-            item: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+            part = {"functionCall": {"name": call, "args": {}}} if call else {"text": text}
+            item: dict[str, Any] = {"content": {"role": "model", "parts": [part]}, "index": 0}
             if finish:
                 item["finishReason"] = finish
             return item
@@ -450,7 +472,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_sse(events(), fault)
 
     # --- Bedrock ---
-    def _bedrock_converse(self, model_id: str, body: dict[str, Any]) -> None:
+    def _bedrock_converse(self, model_id: str, body: dict[str, Any], stream: bool, fault: Fault | None) -> None:
+        if model_id.startswith("arn:"):  # an inference-profile ARN serves the model it names
+            model_id = model_id.rsplit("/", 1)[-1]
         limit = (body.get("inferenceConfig") or {}).get("maxTokens")
         b, input_tokens, output = self._counts({**body, "model": model_id, "max_tokens": limit})
         cache_write = b.cache_write_tokens + b.cache_write_1h_tokens
@@ -464,10 +488,49 @@ class _Handler(BaseHTTPRequestHandler):
             usage["cacheDetails"] = [d for d in ({"ttl": "5m", "inputTokens": b.cache_write_tokens},
                                                  {"ttl": "1h", "inputTokens": b.cache_write_1h_tokens})
                                      if d["inputTokens"]]
-        self._send_json(200, {
-            "output": {"message": {"role": "assistant", "content": [{"text": b.text}]}},
-            "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 5},
-        })
+        tier = {"type": b.service_tier or (body.get("serviceTier") or {}).get("type") or "default"}
+        if not stream:
+            return self._send_json(200, {
+                "output": {"message": {"role": "assistant", "content": [{"text": b.text}]}},
+                "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 5}, "serviceTier": tier,
+            })
+
+        def events() -> Iterator[tuple[str, Any]]:
+            yield "messageStart", {"role": "assistant"}
+            for piece in _split(b.text, b.chunks):
+                yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}
+            yield "contentBlockStop", {"contentBlockIndex": 0}
+            yield "messageStop", {"stopReason": "end_turn"}
+            yield "metadata", {"usage": usage, "metrics": {"latencyMs": 5}, "serviceTier": tier}
+
+        self._send_eventstream(events(), fault)
+
+
+def _gemini_function_to_call(body: dict[str, Any]) -> str | None:
+    """The first declared function, until the conversation holds a function response: so a client
+    with automatic function calling makes exactly two requests."""
+    answered = any("functionResponse" in part for content in body.get("contents") or []
+                   for part in (content.get("parts") or []) if isinstance(part, dict))
+    if answered:
+        return None
+    for tool in body.get("tools") or []:
+        for declaration in tool.get("functionDeclarations") or []:
+            return str(declaration.get("name"))
+    return None
+
+
+def _eventstream_message(event_type: str, payload: Any) -> bytes:
+    """One message of AWS's event-stream encoding: prelude (lengths + CRC), string headers, JSON
+    payload, message CRC. botocore's own decoder reads it on the client side."""
+    headers = b""
+    for name, value in ((":event-type", event_type), (":content-type", "application/json"),
+                        (":message-type", "event")):
+        name_bytes, value_bytes = name.encode(), value.encode()
+        headers += bytes([len(name_bytes)]) + name_bytes + b"\x07" + struct.pack(">H", len(value_bytes)) + value_bytes
+    data = json.dumps(payload).encode()
+    prelude = struct.pack(">II", 12 + len(headers) + len(data) + 4, len(headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + data
+    return message + struct.pack(">I", zlib.crc32(message))
 
 
 def _split(text: str, chunks: int) -> list[str]:

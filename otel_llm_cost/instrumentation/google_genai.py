@@ -1,0 +1,141 @@
+"""Google GenAI (`google-genai`): `models.generate_content` and `generate_content_stream`, sync and async.
+
+Knows the google-genai SDK's shapes and nothing else. We wrap the SDK's per-request methods
+(`Models._generate_content` and `_generate_content_stream`), not the public ones: with automatic
+function calling or automatic continuation one public call sends several requests, and the response
+it returns carries the usage of the LAST request only. Wrapping each request prices every one of them
+and checks the budget before each is sent. Gemini usage: thoughts are billed as output on top of
+candidates; cached content is a subset of the prompt (see `usage_from_gemini`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import replace
+from typing import Any
+
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, estimated_usage
+from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._read import field, given_int, text
+from otel_llm_cost.usage import usage_from_gemini
+
+__all__ = ["GoogleGenAIInstrumentor"]
+
+
+def _provider(instance: Any) -> str:
+    client = getattr(instance, "_api_client", None)
+    return "gcp.vertex_ai" if getattr(client, "vertexai", False) is True else "gcp.gemini"
+
+
+def _model_name(model: Any) -> str | None:
+    """`gemini-2.5-flash` from `models/...` or `publishers/google/models/...`; tuned models stay as given."""
+    if not isinstance(model, str) or not model:
+        return None
+    if model.startswith("tunedModels/"):
+        return model
+    return model.rsplit("models/", 1)[-1]
+
+
+def _config(config: Any, snake: str, camel: str) -> Any:
+    """A field of `GenerateContentConfig` or of the dict the app passed instead (either spelling)."""
+    value = field(config, snake)
+    return field(config, camel) if value is None and isinstance(config, dict) else value
+
+
+def _enum_text(value: Any) -> str | None:
+    """The SDK's enums (`FinishReason.STOP`, `ServiceTier.FLEX`) as the wire string, lower-cased."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    return value.lower() if isinstance(value, str) and value else None
+
+
+def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], stream: bool = False) -> Request:
+    config = kwargs.get("config")
+    return Request(
+        operation="chat",
+        provider=_provider(instance),
+        api="gemini.generate_content",
+        model=_model_name(kwargs.get("model")),
+        kwargs=kwargs,
+        max_tokens=given_int(_config(config, "max_output_tokens", "maxOutputTokens")),
+        stream=stream,
+        service_tier=_enum_text(_config(config, "service_tier", "serviceTier")),
+        prompt=kwargs.get("contents"),
+        system=_config(config, "system_instruction", "systemInstruction"),
+        tools=_config(config, "tools", "tools"),
+    )
+
+
+def _read_stream_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    return _read_request(instance, args, kwargs, stream=True)
+
+
+def _finish_reasons(response: Any) -> tuple[str, ...]:
+    candidates = field(response, "candidates")
+    if type(candidates) is not list:
+        return ()
+    return tuple(r for c in candidates if (r := _enum_text(field(c, "finish_reason"))) is not None)
+
+
+def _read_response(response: Any) -> Outcome:
+    usage = field(response, "usage_metadata")
+    return Outcome(
+        usage=usage_from_gemini(usage) if usage is not None else None,
+        response_model=_model_name(text(response, "model_version")),
+        response_id=text(response, "response_id"),
+        finish_reasons=_finish_reasons(response),
+        service_tier=_enum_text(field(usage, "service_tier")),
+    )
+
+
+class _ContentStream:
+    """Every chunk repeats `usage_metadata`, cumulatively: the last chunk that carries it holds the
+    call's usage, read once at the end. The call is complete once a candidate reports a finish
+    reason; a stream cut before that keeps the exact prompt count and estimates the output."""
+
+    __slots__ = ("_request", "_last", "_finish", "_chunks")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._last: Any = None
+        self._finish: tuple[str, ...] = ()
+        self._chunks = 0
+
+    def observe(self, chunk: Any) -> bool:
+        self._chunks += 1
+        if field(chunk, "usage_metadata") is not None:
+            self._last = chunk
+        finish = _finish_reasons(chunk)
+        if finish:
+            self._finish = finish
+        return True
+
+    def outcome(self, complete: bool) -> Outcome:
+        if self._last is None:
+            return Outcome(usage=estimated_usage(self._request, self._chunks), estimated=True)
+        outcome = _read_response(self._last)
+        outcome.finish_reasons = self._finish
+        usage = outcome.usage
+        if not self._finish and usage is not None:
+            outcome.estimated = True
+            if usage.output_tokens < self._chunks:  # at least a token a chunk we saw
+                outcome.usage = replace(usage, output_tokens=self._chunks)
+        return outcome
+
+
+GENERATE_CONTENT = Endpoint(_read_request, _read_response)
+GENERATE_CONTENT_STREAM = Endpoint(_read_stream_request, _read_response, _ContentStream)
+
+_MODULE = "google.genai.models"
+
+
+class GoogleGenAIInstrumentor(LLMInstrumentor):
+    """Cost spans for the `google-genai` SDK (Gemini API and Vertex AI), one per request sent."""
+
+    dependencies = ("google-genai >= 1.0",)
+    targets = (
+        Target(_MODULE, "Models._generate_content", GENERATE_CONTENT),
+        Target(_MODULE, "AsyncModels._generate_content", GENERATE_CONTENT, is_async=True),
+        Target(_MODULE, "Models._generate_content_stream", GENERATE_CONTENT_STREAM),
+        Target(_MODULE, "AsyncModels._generate_content_stream", GENERATE_CONTENT_STREAM, is_async=True),
+    )

@@ -1,0 +1,30 @@
+"""Every instrumentor wraps each of its targets, and `uninstrument()` puts back the very originals."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from otel_llm_cost.instrumentation import INSTRUMENTORS
+from otel_llm_cost.instrumentation._instrumentor import _resolve
+
+
+def _instrumentor_class(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize("path", INSTRUMENTORS.values(), ids=INSTRUMENTORS.keys())
+def test_every_target_is_wrapped_then_restored_exactly(tracer_provider, settings, path):
+    cls = _instrumentor_class(path)
+    methods = [(_resolve(target), target.name.rsplit(".", 1)[-1]) for target in cls.targets]
+    assert methods and all(owner is not None for owner, _ in methods), "a target is missing from this SDK version"
+    originals = [owner.__dict__[name] for owner, name in methods]
+    instrumentor = cls()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        assert all(owner.__dict__[name] is not original for (owner, name), original in zip(methods, originals))
+    finally:
+        instrumentor.uninstrument()
+    assert all(owner.__dict__[name] is original for (owner, name), original in zip(methods, originals))
