@@ -1,8 +1,10 @@
-"""`otel-llm-cost demo`: an offline agent workload through the real OpenAI and Anthropic clients.
+"""`otel-llm-cost demo`: an offline agent workload through the real OpenAI, Anthropic, Google GenAI
+and boto3 (Bedrock) clients.
 
 It starts the fake provider, serves Prometheus `/metrics`, and runs several sessions: a cache-heavy
-Claude conversation, a streamed answer, embeddings, a model with no known price, and a runaway
-agent that its session budget stops. A `warn` budget is left over its limit on purpose, so the
+Claude conversation, a streamed answer, embeddings, a model with no known price, Gemini with
+thinking and Claude on Bedrock (when those SDKs are installed), and a runaway agent that its
+session budget stops. A `warn` budget is left over its limit on purpose, so the
 budget dashboards and alerts have something to show. No API key, no network.
 """
 
@@ -73,15 +75,19 @@ def run_demo(args: argparse.Namespace) -> int:
         fake.set_model("text-embedding-3-small", input_tokens=5_000)
         fake.set_model("gpt-4.1", output_tokens=4_000)  # the runaway agent: its growing history is counted
         fake.set_model("acme-internal-llm", input_tokens=800, output_tokens=100)
+        fake.set_model("gemini-2.5-flash", input_tokens=40_000, cache_read_tokens=30_000, output_tokens=600,
+                       reasoning_tokens=1_500, chunks=6)
+        fake.set_model(BEDROCK_CLAUDE, input_tokens=12_000, cache_read_tokens=8_000, output_tokens=400)
         oai = openai.OpenAI(base_url=fake.openai_url, api_key="offline-demo", max_retries=0)
         claude = anthropic.Anthropic(base_url=fake.anthropic_url, api_key="offline-demo", max_retries=0)
+        others = _optional_clients(fake)
         if args.port:
             _progress(args.quiet, f"serving Prometheus metrics on http://127.0.0.1:{args.port}/metrics")
         deadline = time.monotonic() + args.duration
         rounds = 0
         while True:
             rounds += 1
-            _round(rounds, oai, claude, args.quiet)
+            _round(rounds, oai, claude, others, args.quiet)
             if time.monotonic() >= deadline:
                 break
             time.sleep(min(args.interval, max(0.0, deadline - time.monotonic())))
@@ -96,14 +102,37 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _round(n: int, oai: Any, claude: Any, quiet: bool) -> None:
+BEDROCK_CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+
+
+def _optional_clients(fake: Any) -> dict[str, Any]:
+    """Gemini and Bedrock clients, when google-genai and boto3 are installed (the dev extra has both)."""
+    clients: dict[str, Any] = {}
+    try:
+        from google import genai
+        from google.genai import types
+
+        clients["gemini"] = genai.Client(api_key="offline-demo", http_options=types.HttpOptions(base_url=fake.gemini_url))
+    except ImportError:
+        pass
+    try:
+        import boto3
+
+        clients["bedrock"] = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=fake.bedrock_url,
+                                          aws_access_key_id="offline-demo", aws_secret_access_key="offline-demo")
+    except ImportError:
+        pass
+    return clients
+
+
+def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -> None:
     import otel_llm_cost as llm_cost
 
     def show(label: str) -> None:
         last = llm_cost.last_usage()
         if last is not None:
             cost = f"${last.cost:.6f}" if last.cost is not None else "price unknown"
-            _progress(quiet, f"  [{n}] {label:34} {last.model:20} {last.input_tokens:>7,} in {last.output_tokens:>6,} "
+            _progress(quiet, f"  [{n}] {label:34} {last.model:26} {last.input_tokens:>7,} in {last.output_tokens:>6,} "
                              f"out  {cost}")
 
     with llm_cost.session(f"support-{n}", user_id="alice", feature="support"):
@@ -126,6 +155,16 @@ def _round(n: int, oai: Any, claude: Any, quiet: bool) -> None:
         show("in-house model (no known price)")
         oai.responses.create(model="gpt-4o-mini", input="Classify this ticket.", max_output_tokens=200)
         show("responses API")
+    with llm_cost.session(f"research-{n}", user_id="erin", feature="research"):
+        if "gemini" in others:
+            chunks = list(others["gemini"].models.generate_content_stream(
+                model="gemini-2.5-flash", contents="Compare the incident reports with last quarter's."))
+            show(f"Gemini with thinking ({len(chunks)} chunks)")
+        if "bedrock" in others:
+            others["bedrock"].converse(modelId=BEDROCK_CLAUDE, messages=[
+                {"role": "user", "content": [{"text": "Draft the postmortem summary."}]}],
+                inferenceConfig={"maxTokens": 600})
+            show("Claude on Bedrock (Converse)")
     with llm_cost.session(f"runaway-agent-{n}", user_id="dave", feature="agent"):
         history = list(MESSAGES)
         for step in range(1, 50):

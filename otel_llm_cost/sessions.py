@@ -253,14 +253,16 @@ class SessionSummary:
         return "\n".join(lines)
 
     def _table(self) -> str:
-        header = f"{'model':30} {'calls':>6} {'input':>10} {'cache rd':>10} {'output':>9} {'cost USD':>12}"
+        by_model = self.by_model()
+        width = max([30, *(len(name) for name in by_model)])  # long ids (Bedrock's) keep the columns aligned
+        header = f"{'model':{width}} {'calls':>6} {'input':>10} {'cache rd':>10} {'output':>9} {'cost USD':>12}"
         rows = [header, "-" * len(header)]
-        for name, s in self.by_model().items():
+        for name, s in by_model.items():
             cost = _money(s.cost) if s.priced_calls else "unknown"
-            rows.append(f"{name:30} {s.calls:>6} {s.input_tokens:>10,} {s.cache_read_tokens:>10,} "
+            rows.append(f"{name:{width}} {s.calls:>6} {s.input_tokens:>10,} {s.cache_read_tokens:>10,} "
                         f"{s.output_tokens:>9,} {cost:>12}")
         rows.append("-" * len(header))
-        rows.append(f"{'total':30} {self.calls:>6} {self.input_tokens:>10,} {self.cache_read_tokens:>10,} "
+        rows.append(f"{'total':{width}} {self.calls:>6} {self.input_tokens:>10,} {self.cache_read_tokens:>10,} "
                     f"{self.output_tokens:>9,} {_money(self.cost):>12}")
         return "\n".join(rows)
 

@@ -144,3 +144,82 @@ def test_malformed_stream_usage_never_breaks_the_stream(instrumented, openai_cli
         list(openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
     except Exception as error:  # noqa: BLE001
         assert type(error).__module__.startswith("openai"), f"{type(error)} leaked from our code"
+
+
+def _same_behaviour_as_uninstrumented(settings_value, call) -> None:
+    """The call with us switched off, then on: both succeed, or both raise the same SDK error type."""
+    from otel_llm_cost import _state
+
+    def behaviour() -> object:
+        try:
+            call()
+            return "ok"
+        except Exception as error:  # noqa: BLE001
+            return type(error)
+
+    _state.set_settings(settings_value.with_overrides(enabled=False))
+    try:
+        expected = behaviour()
+    finally:
+        _state.set_settings(settings_value)
+    assert behaviour() == expected
+
+
+_gemini_bodies = st.fixed_dictionaries(
+    {"usageMetadata": st.one_of(st.none(), st.text(max_size=3), st.fixed_dictionaries({}, optional={
+        "promptTokenCount": _counts, "candidatesTokenCount": _counts, "thoughtsTokenCount": _counts,
+        "cachedContentTokenCount": _counts, "toolUsePromptTokenCount": _counts}))},
+    optional={
+        "modelVersion": st.one_of(st.sampled_from(["gemini-2.5-flash", "nope"]), st.integers(), st.none()),
+        "candidates": st.one_of(st.none(), st.lists(st.fixed_dictionaries({}, optional={
+            "finishReason": st.one_of(st.sampled_from(["STOP", "MAX_TOKENS", "weird"]), st.integers())}),
+            max_size=2)),
+    },
+)
+
+
+@pytest.mark.filterwarnings("ignore:.* is not a valid FinishReason")  # the SDK's own warning
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_gemini_bodies)
+def test_malformed_gemini_responses_behave_as_uninstrumented(instrumented, settings, fake, body):
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key="offline-key", http_options=types.HttpOptions(base_url=fake.gemini_url))
+
+    def call() -> None:
+        fake.inject(Fault(body=body))
+        client.models.generate_content(model="gemini-2.5-flash", contents="Hi")
+
+    _same_behaviour_as_uninstrumented(settings, call)
+
+
+_bedrock_bodies = st.fixed_dictionaries(
+    {"usage": st.one_of(st.none(), st.text(max_size=3), st.fixed_dictionaries({}, optional={
+        "inputTokens": _counts, "outputTokens": _counts, "cacheReadInputTokens": _counts,
+        "cacheWriteInputTokens": _counts,
+        "cacheDetails": st.one_of(st.none(), st.text(max_size=2), st.lists(st.fixed_dictionaries({}, optional={
+            "ttl": st.sampled_from(["5m", "1h", "2d"]), "inputTokens": _counts}), max_size=2))}))},
+    optional={
+        "stopReason": st.one_of(st.sampled_from(["end_turn", "weird"]), st.integers(), st.none()),
+        "serviceTier": st.one_of(st.none(), st.integers(), st.fixed_dictionaries({"type": st.one_of(
+            st.sampled_from(["flex", "priority", "bogus"]), st.integers())})),
+    },
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_bedrock_bodies)
+def test_malformed_bedrock_responses_behave_as_uninstrumented(instrumented, settings, fake, body):
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=fake.bedrock_url,
+                          aws_access_key_id="offline", aws_secret_access_key="offline",
+                          config=Config(retries={"total_max_attempts": 1}))
+
+    def call() -> None:
+        fake.inject(Fault(body=body))
+        client.converse(modelId="amazon.nova-pro-v1:0", messages=[{"role": "user", "content": [{"text": "Hi"}]}])
+
+    _same_behaviour_as_uninstrumented(settings, call)
