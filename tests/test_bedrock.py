@@ -3,6 +3,7 @@ binary event stream), both cache TTLs, the service tier the response reports, er
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import boto3
@@ -136,8 +137,77 @@ def test_stream_closed_early_ends_the_span_once(instrumented, bedrock, span_expo
     assert a["llm_cost.usage.estimated"] is True and "error.type" not in a
 
 
-def test_budget_refuses_before_the_request_is_sent(frozen_budget, bedrock, span_exporter, fake):
+HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"
+# Claude 3.5 Haiku on Bedrock, https://aws.amazon.com/bedrock/pricing/ (read 2025-10): $0.80 in, $0.08 cache
+# read, $4 out per 1M. 5,000 input = 2,000 uncached + 3,000 read; 50 out.
+HAIKU_EXPECTED = D("0.0016") + D("0.00024") + D("0.0002")
+INVOKE_BODY = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100,
+                          "messages": [{"role": "user", "content": "Summarise the attached contract."}]})
+
+
+@pytest.fixture
+def haiku(fake):
+    fake.set_model(HAIKU, input_tokens=5_000, cache_read_tokens=3_000, output_tokens=50)
+
+
+def test_invoke_model_is_priced_from_bedrocks_count_headers_and_leaves_the_body_unread(instrumented, bedrock,
+                                                                                      span_exporter, haiku):
+    response = bedrock.invoke_model(modelId=HAIKU, body=INVOKE_BODY)
+    assert json.loads(response["body"].read())["content"][0]["text"] == "Hello from the fake provider."
+    a = only_span(span_exporter).attributes
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.cache_read.input_tokens"]) == (5_000, 3_000)
+    assert a["gen_ai.request.max_tokens"] == 100 and a["llm_cost.response.service_tier"] == "default"
+    assert cost_of(only_span(span_exporter)) == HAIKU_EXPECTED
+
+
+def test_invoke_model_with_response_stream_yields_the_same_chunks(tracer_provider, settings, bedrock, span_exporter,
+                                                                  haiku):
+    from otel_llm_cost.instrumentation.bedrock import BedrockInstrumentor
+
+    def texts() -> list[str]:
+        events = bedrock.invoke_model_with_response_stream(modelId=HAIKU, body=INVOKE_BODY)["body"]
+        return [json.loads(event["chunk"]["bytes"]).get("type") for event in events]
+
+    plain = texts()
+    instrumentor = BedrockInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        seen = texts()
+    finally:
+        instrumentor.uninstrument()
+    assert seen == plain and seen[-1] == "message_stop"
+    span = only_span(span_exporter)
+    assert cost_of(span) == HAIKU_EXPECTED and "llm_cost.usage.estimated" not in span.attributes
+
+
+def test_invoke_model_without_bedrocks_counts_leaves_the_cost_unknown_never_zero(instrumented, bedrock,
+                                                                                 span_exporter, fake):
+    fake.inject(Fault(body={"generations": [{"text": "a model family that reports no counts"}]}))
+    response = bedrock.invoke_model(modelId="cohere.command-r-v1:0", body=json.dumps({"message": "Hi"}))
+    assert json.loads(response["body"].read())["generations"][0]["text"].startswith("a model family")
+    a = only_span(span_exporter).attributes
+    assert a["llm_cost.pricing.source"] == "unknown" and "gen_ai.usage.cost.amount" not in a
+
+
+def test_invoke_stream_cut_mid_way_is_estimated(instrumented, bedrock, span_exporter, haiku, fake):
+    fake.inject(Fault(cut_after_chunks=4))
+    seen = []
+    with pytest.raises(Exception):
+        for event in bedrock.invoke_model_with_response_stream(modelId=HAIKU, body=INVOKE_BODY)["body"]:
+            seen.append(event)
+    assert len(seen) == 4
+    a = only_span(span_exporter).attributes
+    assert a["llm_cost.usage.estimated"] is True and a["gen_ai.usage.cost.amount"] > 0
+
+
+@pytest.mark.parametrize("call", [
+    lambda client: client.converse(modelId=CLAUDE, messages=MESSAGES, inferenceConfig={"maxTokens": 100}),
+    lambda client: client.converse_stream(modelId=CLAUDE, messages=MESSAGES),
+    lambda client: client.invoke_model(modelId=HAIKU, body=INVOKE_BODY),
+    lambda client: client.invoke_model_with_response_stream(modelId=HAIKU, body=INVOKE_BODY),
+], ids=["converse", "converse_stream", "invoke_model", "invoke_model_with_response_stream"])
+def test_budget_refuses_before_the_request_is_sent(frozen_budget, bedrock, span_exporter, fake, call):
     with pytest.raises(BudgetExceededError):
-        bedrock.converse(modelId=CLAUDE, messages=MESSAGES, inferenceConfig={"maxTokens": 100})
+        call(bedrock)
     assert fake.request_count() == 0
     assert only_span(span_exporter).attributes["llm_cost.budget.outcome"] == "blocked"

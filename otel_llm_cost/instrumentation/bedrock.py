@@ -1,17 +1,33 @@
-"""Amazon Bedrock through boto3: the `bedrock-runtime` client's `converse` and `converse_stream`.
+"""Amazon Bedrock through boto3: the `bedrock-runtime` client's `converse`, `converse_stream`,
+`invoke_model` and `invoke_model_with_response_stream`.
 
 Knows botocore's shapes and nothing else. boto3 builds its client classes at run time, so there is no
 `converse` method to wrap ahead of time: we wrap `BaseClient._make_api_call`, through which every
-operation of every client goes, and pass everything but Bedrock's Converse operations straight
-through. Usage: `inputTokens` EXCLUDES cache reads and writes (see `usage_from_bedrock_converse`).
-The service tier billed is the one the response reports (`serviceTier.type`).
+operation of every client goes, and pass everything but these four operations straight through.
+
+Usage: Converse reports it in Bedrock's own shape, where `inputTokens` EXCLUDES cache reads and
+writes (see `usage_from_bedrock_converse`). InvokeModel bodies are each model family's own format,
+so we read the counts Bedrock adds for every family instead: the `X-Amzn-Bedrock-*-Token-Count`
+response headers, or a stream's closing `amazon-bedrock-invocationMetrics`, in the same
+cache-excluding arithmetic. We never read (and so never consume) an InvokeModel response body.
+The service tier billed is the one the response reports.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
-from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, estimated_usage
+from otel_llm_cost.instrumentation._call import (
+    CallContext,
+    Endpoint,
+    Outcome,
+    Request,
+    estimated_usage,
+    read_request,
+    run_sync,
+)
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, text
 from otel_llm_cost.usage import usage_from_bedrock_converse
@@ -19,7 +35,6 @@ from otel_llm_cost.usage import usage_from_bedrock_converse
 __all__ = ["BedrockInstrumentor"]
 
 _SERVICE = "bedrock-runtime"
-_OPERATIONS = {"Converse": False, "ConverseStream": True}  # operation -> streams
 
 
 def _model_id(model_id: Any) -> str | None:
@@ -29,21 +44,28 @@ def _model_id(model_id: Any) -> str | None:
     return model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
 
 
-def _read_request(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
-    operation = args[0] if args else kwargs.get("operation_name")
-    if operation not in _OPERATIONS or client.meta.service_model.service_name != _SERVICE:
+def _params(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    if client.meta.service_model.service_name != _SERVICE:
         return None
     params = args[1] if len(args) > 1 else kwargs.get("api_params")
-    if not isinstance(params, dict):
+    return params if isinstance(params, dict) else None
+
+
+def _request(params: dict[str, Any], kwargs: dict[str, Any], **fields: Any) -> Request:
+    """What every Bedrock runtime request shares; the operation's own fields come in `fields`."""
+    return Request(operation="chat", provider="aws.bedrock", api="bedrock.converse",
+                   model=_model_id(params.get("modelId")), kwargs=kwargs, **fields)
+
+
+def _read_request(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+    params = _params(client, args, kwargs)
+    if params is None:
         return None
-    return Request(
-        operation="chat",
-        provider="aws.bedrock",
-        api="bedrock.converse",
-        model=_model_id(params.get("modelId")),
-        kwargs=kwargs,
+    return _request(
+        params,
+        kwargs,
         max_tokens=given_int(field(params.get("inferenceConfig"), "maxTokens")),
-        stream=_OPERATIONS[operation],
+        stream=args[0] == "ConverseStream",
         service_tier=text(params.get("serviceTier"), "type"),
         prompt=params.get("messages"),
         system=params.get("system"),
@@ -97,8 +119,133 @@ class _ConverseStream:
 CONVERSE = Endpoint(_read_request, _read_response, _ConverseStream, stream_key="stream")
 
 
+# --- InvokeModel: the body is the model family's own format; the counts are Bedrock's ---
+
+
+def _invoke_body(params: dict[str, Any]) -> dict[str, Any]:
+    """The request body as JSON, when the app passed bytes or a string (a file object is left unread)."""
+    body = params.get("body")
+    if isinstance(body, (bytes, bytearray, str)) and len(body) < 8_000_000:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def _read_invoke_request(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+    params = _params(client, args, kwargs)
+    if params is None:
+        return None
+    body = _invoke_body(params)
+    return _request(
+        params,
+        kwargs,
+        # Anthropic and Mistral `max_tokens`, Meta `max_gen_len`, Nova and Titan nested limits
+        max_tokens=given_int(body.get("max_tokens"), body.get("max_gen_len"),
+                             field(body.get("inferenceConfig"), "max_new_tokens"),
+                             field(body.get("textGenerationConfig"), "maxTokenCount")),
+        stream=args[0] == "InvokeModelWithResponseStream",
+        service_tier=params.get("serviceTier") if isinstance(params.get("serviceTier"), str) else None,
+        prompt=body.get("messages") or body.get("prompt") or body.get("inputText") or params.get("body"),
+        system=body.get("system"),
+        tools=body.get("tools"),
+    )
+
+
+_COUNT_HEADERS = {
+    "inputTokens": "x-amzn-bedrock-input-token-count",
+    "outputTokens": "x-amzn-bedrock-output-token-count",
+    "cacheReadInputTokens": "x-amzn-bedrock-cache-read-input-token-count",
+    "cacheWriteInputTokens": "x-amzn-bedrock-cache-write-input-token-count",
+}
+_METRIC_COUNTS = {
+    "inputTokens": "inputTokenCount",
+    "outputTokens": "outputTokenCount",
+    "cacheReadInputTokens": "cacheReadInputTokenCount",
+    "cacheWriteInputTokens": "cacheWriteInputTokenCount",
+}
+
+
+def _counts(values: Any, names: dict[str, str]) -> dict[str, Any] | None:
+    """Bedrock's counts in Converse's shape, or None when the model family reports none."""
+    if not isinstance(values, dict) or names["inputTokens"] not in values:
+        return None
+    counts = {key: values[name] for key, name in names.items() if name in values}
+    return {key: int(value) if isinstance(value, str) and value.isdigit() else value for key, value in counts.items()}
+
+
+def _read_invoke_response(response: Any) -> Outcome:
+    metadata = field(response, "ResponseMetadata")
+    counts = _counts(field(metadata, "HTTPHeaders"), _COUNT_HEADERS)
+    return Outcome(
+        usage=usage_from_bedrock_converse(counts) if counts is not None else None,
+        response_id=text(metadata, "RequestId"),
+        service_tier=text(response, "serviceTier"),
+    )
+
+
+_METRICS_MARKER = b"amazon-bedrock-invocationMetrics"
+
+
+class _InvokeStream:
+    """`{"chunk": {"bytes": ...}}` events; only the closing chunk, which carries Bedrock's
+    invocation metrics, is parsed."""
+
+    __slots__ = ("_request", "_metrics", "_chunks")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._metrics: Any = None
+        self._chunks = 0
+
+    def observe(self, event: Any) -> bool:
+        data = field(field(event, "chunk"), "bytes")
+        if isinstance(data, bytes):
+            self._chunks += 1
+            if _METRICS_MARKER in data:
+                try:
+                    self._metrics = json.loads(data).get(_METRICS_MARKER.decode())
+                except (ValueError, AttributeError):
+                    pass
+        return True
+
+    def outcome(self, complete: bool) -> Outcome:
+        counts = _counts(self._metrics, _METRIC_COUNTS)
+        if counts is None:
+            return Outcome(usage=estimated_usage(self._request, self._chunks), estimated=True)
+        return Outcome(usage=usage_from_bedrock_converse(counts))
+
+
+INVOKE_MODEL = Endpoint(_read_invoke_request, _read_invoke_response, _InvokeStream, stream_key="body")
+
+_ENDPOINTS = {
+    "Converse": CONVERSE,
+    "ConverseStream": CONVERSE,
+    "InvokeModel": INVOKE_MODEL,
+    "InvokeModelWithResponseStream": INVOKE_MODEL,
+}
+
+
+def _api_call_wrapper(ctx: CallContext) -> Callable[..., Any]:
+    """Routes the four Bedrock runtime operations to their endpoint; every other AWS call passes
+    straight through after one dict lookup."""
+
+    def wrapper(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        endpoint = _ENDPOINTS.get(args[0]) if args else None
+        if endpoint is None:
+            return wrapped(*args, **kwargs)
+        request = read_request(ctx, endpoint, client, args, kwargs)
+        if request is None:
+            return wrapped(*args, **kwargs)
+        return run_sync(ctx, endpoint, request, lambda: wrapped(*args, **kwargs))
+
+    return wrapper
+
+
 class BedrockInstrumentor(LLMInstrumentor):
-    """Cost spans for Bedrock's Converse API through boto3 / botocore."""
+    """Cost spans for Bedrock's Converse and InvokeModel APIs through boto3 / botocore."""
 
     dependencies = ("botocore >= 1.34.116",)
-    targets = (Target("botocore.client", "BaseClient._make_api_call", CONVERSE),)
+    targets = (Target("botocore.client", "BaseClient._make_api_call", wrapper_factory=_api_call_wrapper),)

@@ -6,7 +6,8 @@ so every byte goes through the SDK's own HTTP, SSE and parsing code. It speaks:
 * OpenAI: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings`` (JSON and SSE);
 * Anthropic: ``/v1/messages`` (JSON and SSE);
 * Gemini: ``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``;
-* Bedrock: ``/model/{modelId}/converse`` and ``/converse-stream`` (AWS binary event stream).
+* Bedrock: ``/model/{modelId}/converse``, ``/converse-stream`` (AWS binary event stream), ``/invoke``
+  and ``/invoke-with-response-stream`` (an Anthropic Messages body; counts in headers and invocation metrics).
 
 Usage is configurable per model (cache reads and writes, reasoning, audio); faults can be injected
 (429, 500, malformed JSON, a stream cut mid-way, slow responses); every request is counted.
@@ -14,6 +15,7 @@ Usage is configurable per model (cache reads and writes, reasoning, audio); faul
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -224,9 +226,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _behaviour(self, model: str) -> ModelBehaviour:
         return self.state.behaviours.get(model) or self.state.behaviours.get("*") or ModelBehaviour()
 
-    def _send_bytes(self, status: int, data: bytes, content_type: str) -> None:
+    def _send_bytes(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self._send_request_ids()
         self.end_headers()
@@ -238,8 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name in ("x-request-id", "request-id", "x-amzn-RequestId"):
             self.send_header(name, request_id)
 
-    def _send_json(self, status: int, payload: Any) -> None:
-        self._send_bytes(status, json.dumps(payload).encode(), "application/json")
+    def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
 
     def _send_sse(self, events: Iterator[tuple[str | None, Any]], fault: Fault | None) -> None:
         def frames() -> Iterator[bytes]:
@@ -282,9 +286,12 @@ class _Handler(BaseHTTPRequestHandler):
         gemini = re.match(r".*/models/([^/:]+):(generateContent|streamGenerateContent)$", path)
         if gemini:
             return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
-        bedrock = re.match(r"^/model/(.+)/(converse|converse-stream)$", path)
+        bedrock = re.match(r"^/model/(.+)/(converse|converse-stream|invoke|invoke-with-response-stream)$", path)
         if bedrock:
-            return self._bedrock_converse(unquote(bedrock.group(1)), body, bedrock.group(2) == "converse-stream", fault)
+            model_id, operation = _bedrock_model(unquote(bedrock.group(1))), bedrock.group(2)
+            if operation.startswith("invoke"):
+                return self._bedrock_invoke(model_id, body, operation != "invoke", fault)
+            return self._bedrock_converse(model_id, body, operation == "converse-stream", fault)
         self._send_json(404, {"error": {"message": f"no route for {path}", "type": "not_found"}})
 
     def _counts(self, body: dict[str, Any]) -> tuple[ModelBehaviour, int, int]:
@@ -408,33 +415,34 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _anthropic_messages(self, body: dict[str, Any], fault: Fault | None) -> None:
-        b, input_tokens, output = self._counts(body)
-        message_id = f"msg_{uuid.uuid4().hex[:16]}"
-        usage = self._anthropic_usage(b, input_tokens, output)
-        message = {"id": message_id, "type": "message", "role": "assistant", "model": body.get("model"),
-                   "content": [{"type": "text", "text": b.text}], "stop_reason": "end_turn",
-                   "stop_sequence": None, "usage": usage}
+        message = self._anthropic_message(body, str(body.get("model", "")))
         if not body.get("stream"):
             return self._send_json(200, message)
+        self._send_sse(self._anthropic_events(message, self._behaviour(str(body.get("model", "")))), fault)
 
-        def events() -> Iterator[tuple[str | None, Any]]:
-            start_usage = {**usage, "output_tokens": 1}
-            yield "message_start", {"type": "message_start",
-                                    "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}}
-            yield "content_block_start", {"type": "content_block_start", "index": 0,
-                                          "content_block": {"type": "text", "text": ""}}
-            for piece in _split(b.text, b.chunks):
-                yield "content_block_delta", {"type": "content_block_delta", "index": 0,
-                                              "delta": {"type": "text_delta", "text": piece}}
-            yield "content_block_stop", {"type": "content_block_stop", "index": 0}
-            # message_delta usage is cumulative: it repeats the input counts, and output is the final total
-            delta_usage = {k: usage[k] for k in ("input_tokens", "cache_read_input_tokens",
-                                                  "cache_creation_input_tokens", "output_tokens")}
-            yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
-                                                                       "stop_sequence": None}, "usage": delta_usage}
-            yield "message_stop", {"type": "message_stop"}
+    def _anthropic_message(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        b, input_tokens, output = self._counts({**body, "model": model})
+        return {"id": f"msg_{uuid.uuid4().hex[:16]}", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": b.text}], "stop_reason": "end_turn",
+                "stop_sequence": None, "usage": self._anthropic_usage(b, input_tokens, output)}
 
-        self._send_sse(events(), fault)
+    def _anthropic_events(self, message: dict[str, Any], b: ModelBehaviour) -> Iterator[tuple[str, Any]]:
+        usage = message["usage"]
+        start_usage = {**usage, "output_tokens": 1}
+        yield "message_start", {"type": "message_start",
+                                "message": {**message, "content": [], "stop_reason": None, "usage": start_usage}}
+        yield "content_block_start", {"type": "content_block_start", "index": 0,
+                                      "content_block": {"type": "text", "text": ""}}
+        for piece in _split(b.text, b.chunks):
+            yield "content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "text_delta", "text": piece}}
+        yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+        # message_delta usage is cumulative: it repeats the input counts, and output is the final total
+        delta_usage = {k: usage[k] for k in ("input_tokens", "cache_read_input_tokens",
+                                              "cache_creation_input_tokens", "output_tokens")}
+        yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                                                   "stop_sequence": None}, "usage": delta_usage}
+        yield "message_stop", {"type": "message_stop"}
 
     # --- Gemini ---
     def _gemini(self, model: str, body: dict[str, Any], stream: bool, fault: Fault | None) -> None:
@@ -473,8 +481,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- Bedrock ---
     def _bedrock_converse(self, model_id: str, body: dict[str, Any], stream: bool, fault: Fault | None) -> None:
-        if model_id.startswith("arn:"):  # an inference-profile ARN serves the model it names
-            model_id = model_id.rsplit("/", 1)[-1]
         limit = (body.get("inferenceConfig") or {}).get("maxTokens")
         b, input_tokens, output = self._counts({**body, "model": model_id, "max_tokens": limit})
         cache_write = b.cache_write_tokens + b.cache_write_1h_tokens
@@ -504,6 +510,38 @@ class _Handler(BaseHTTPRequestHandler):
             yield "metadata", {"usage": usage, "metrics": {"latencyMs": 5}, "serviceTier": tier}
 
         self._send_eventstream(events(), fault)
+
+    def _bedrock_invoke(self, model_id: str, body: dict[str, Any], stream: bool, fault: Fault | None) -> None:
+        """InvokeModel with an Anthropic Messages body. Usage is not in Bedrock's own shape: the counts
+        come in `X-Amzn-Bedrock-*-Token-Count` headers, or, streamed, in the last chunk's
+        `amazon-bedrock-invocationMetrics` (input excludes the cache, as in Converse)."""
+        message = self._anthropic_message(body, model_id)
+        usage = message["usage"]
+        counts = {"Input": usage["input_tokens"], "Output": usage["output_tokens"],
+                  "Cache-Read-Input": usage["cache_read_input_tokens"],
+                  "Cache-Write-Input": usage["cache_creation_input_tokens"]}
+        tier = self._behaviour(model_id).service_tier or self.headers.get("X-Amzn-Bedrock-Service-Tier") or "default"
+        if not stream:
+            headers = {f"X-Amzn-Bedrock-{name}-Token-Count": str(n) for name, n in counts.items()}
+            headers.update({"X-Amzn-Bedrock-Invocation-Latency": "5", "X-Amzn-Bedrock-Service-Tier": tier})
+            return self._send_json(200, message, headers)
+        metrics = {"inputTokenCount": counts["Input"], "outputTokenCount": counts["Output"],
+                   "cacheReadInputTokenCount": counts["Cache-Read-Input"],
+                   "cacheWriteInputTokenCount": counts["Cache-Write-Input"],
+                   "invocationLatency": 5, "firstByteLatency": 1}
+
+        def chunks() -> Iterator[tuple[str, Any]]:
+            for kind, event in self._anthropic_events(message, self._behaviour(model_id)):
+                if kind == "message_stop":
+                    event = {**event, "amazon-bedrock-invocationMetrics": metrics}
+                yield "chunk", {"bytes": base64.b64encode(json.dumps(event).encode()).decode()}
+
+        self._send_eventstream(chunks(), fault)
+
+
+def _bedrock_model(model_id: str) -> str:
+    """An inference-profile ARN serves the model it names."""
+    return model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
 
 
 def _gemini_function_to_call(body: dict[str, Any]) -> str | None:
