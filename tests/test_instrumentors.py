@@ -28,3 +28,12 @@ def test_every_target_is_wrapped_then_restored_exactly(tracer_provider, settings
     finally:
         instrumentor.uninstrument()
     assert all(owner.__dict__[name] is original for (owner, name), original in zip(methods, originals))
+
+
+def test_each_instrumentor_has_its_own_entry_point_for_opentelemetry_instrument():
+    """`opentelemetry-instrument` finds every one, under names that never clash with the official ones."""
+    from importlib.metadata import entry_points
+
+    ours = {ep.name: ep.value for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llm_cost_")}
+    assert sorted(ours.values()) == sorted(INSTRUMENTORS.values())
+    assert set(ours) == {"llm_cost_openai", "llm_cost_anthropic", "llm_cost_google_genai", "llm_cost_bedrock"}

@@ -100,6 +100,51 @@ def test_anthropic_native_spans_and_budget_in_one_launch_each_call_counted_once(
     assert _total(samples, "llm_cost_budget_blocked_total", llm_cost_budget_name="agent-session") == 1
 
 
+_GEMINI_AND_BEDROCK_APP = """
+import time
+
+import boto3
+from google import genai
+from google.genai import types
+
+from otel_llm_cost.testing.fake_provider import FakeProvider
+
+with FakeProvider() as fake:
+    fake.set_model("gemini-2.5-flash", input_tokens=10_000, output_tokens=1_000)
+    fake.set_model("amazon.nova-pro-v1:0", input_tokens=10_000, output_tokens=1_000)
+    gemini = genai.Client(api_key="offline", http_options=types.HttpOptions(base_url=fake.gemini_url))
+    gemini.models.generate_content(model="gemini-2.5-flash", contents="Hi")
+    bedrock = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=fake.bedrock_url,
+                           aws_access_key_id="offline", aws_secret_access_key="offline")
+    bedrock.converse(modelId="amazon.nova-pro-v1:0", messages=[{"role": "user", "content": [{"text": "Hi"}]}])
+    print("calls done", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_an_unmodified_gemini_and_bedrock_app_gets_cost_metrics(tmp_path):
+    """The google-genai and Bedrock instrumentors load from their entry points alone; the official
+    botocore instrumentation loads too, and each call is still counted once."""
+    script = tmp_path / "app.py"
+    script.write_text(_GEMINI_AND_BEDROCK_APP)
+    port = _free_port()
+    app = _launch(str(script), {
+        "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+        "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
+    })
+    try:
+        samples = _scrape_when(app, port, "calls done")
+    finally:
+        app.kill()
+        app.wait()
+    # Gemini 2.5 Flash $0.30 / $2.50 per 1M (ai.google.dev/gemini-api/docs/pricing, read 2025-11);
+    # Nova Pro $0.80 / $3.20 per 1M (aws.amazon.com/bedrock/pricing, read 2025-10); 10,000 in, 1,000 out each.
+    cost = "gen_ai_client_operation_cost_USD_sum"
+    assert _total(samples, cost, gen_ai_provider_name="gcp.gemini") == pytest.approx(0.0055, rel=1e-9)
+    assert _total(samples, cost, gen_ai_provider_name="aws.bedrock") == pytest.approx(0.0112, rel=1e-9)
+    assert _total(samples, "llm_cost_calls_total", llm_cost_outcome="ok") == 2
+
+
 class _OtlpReceiver(http.server.BaseHTTPRequestHandler):
     received: dict[str, list[bytes]] = {}
 
