@@ -271,8 +271,8 @@ def _launch_child(mode: str, url: str, calls: int) -> float:
         env |= {
             "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(_free_port()),
             "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
-            # the peers' entry points are both named "openai": measure ours alone
-            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai",
+            # measure ours alone: the peers' "openai" entry points and the other official GenAI ones off
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai,google-genai,botocore,aiobotocore",
             "OTEL_LLM_COST_BUDGET_USD": "1000000",
         }
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
