@@ -26,6 +26,7 @@ from otel_llm_cost import attributes as attr
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.budget import BudgetExceededError
 from otel_llm_cost.context import SessionContext, current_session
+from otel_llm_cost.instrumentation._read import is_raw_response, parsed_raw_response, replace_parsed_raw_response
 from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
 from otel_llm_cost.sessions import CallRecord, LastUsage, publish_exact_record, set_last_usage
 from otel_llm_cost.usage import Usage
@@ -323,19 +324,25 @@ def read_request(
 
 
 def _complete(call: LLMCall, endpoint: Endpoint, result: Any) -> Any:
-    """Finish a plain response, or wrap a stream so it finishes when the stream does."""
+    """Finish a plain response, or wrap a stream so it finishes when the stream does. A raw response
+    (`with_raw_response`) is read through the object it parses to, and keeps its own type."""
     try:
-        if endpoint.is_stream(call.request, result):
+        stream = endpoint.is_stream(call.request, result)
+        raw = is_raw_response(result, stream)
+        if stream:
             from otel_llm_cost.instrumentation._stream import StreamProxy
 
             assert endpoint.new_accumulator is not None
             accumulator = endpoint.new_accumulator(call.request)
             key = endpoint.stream_key
-            if key is None:
+            if raw:
+                replace_parsed_raw_response(result, StreamProxy(parsed_raw_response(result), call, accumulator))
+            elif key is None:
                 return StreamProxy(result, call, accumulator)
-            result[key] = StreamProxy(result[key], call, accumulator)
+            else:
+                result[key] = StreamProxy(result[key], call, accumulator)
             return result
-        outcome = endpoint.read_response(result)
+        outcome = endpoint.read_response(parsed_raw_response(result) if raw else result)
     except Exception:
         exception_once(_logger, ("read-response", endpoint.read_response), "otel-llm-cost: could not read a response")
         outcome = Outcome()

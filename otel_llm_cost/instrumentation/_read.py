@@ -61,3 +61,28 @@ def as_dict(obj: Any) -> dict[str, Any]:
         except Exception:
             return {}
     return {}
+
+
+def is_raw_response(result: Any, stream: bool) -> bool:
+    """A raw response of the Stainless-built SDKs (openai, anthropic) that `parse()` reads without I/O:
+    a `with_raw_response` result (`LegacyAPIResponse`, or anthropic's `APIResponse` once its body is
+    read), or any sync raw response of a stream (parsing only builds the lazy stream object). An
+    unread `with_streaming_response` body is the app's to read: we leave it alone."""
+    name = type(result).__name__
+    if name not in ("LegacyAPIResponse", "APIResponse") or not callable(getattr(result, "parse", None)):
+        return False
+    if name == "LegacyAPIResponse" or stream:
+        return True
+    http_response = getattr(result, "http_response", None)
+    return getattr(http_response, "is_closed", False) is True
+
+
+def parsed_raw_response(raw: Any) -> Any:
+    """The SDK object behind a raw response. Its body is already read and `parse()` caches what it
+    returns, so the app's own `parse()` later gets this very object: reading it changes nothing."""
+    return raw.parse()
+
+
+def replace_parsed_raw_response(raw: Any, value: Any) -> None:
+    """Make the app's `raw.parse()` return `value` (our stream proxy) instead of the SDK's stream."""
+    raw._parsed_by_type[raw._cast_to] = value

@@ -112,9 +112,9 @@ def _stream_helper_wrapper(is_async: bool) -> Callable[[CallContext], Callable[.
 
     We let the SDK build its manager, then swap the request it will send at `__enter__` for one that
     runs our lifecycle around it, so the budget is checked before sending and the raw event stream
-    (which `get_final_message()` also reads) passes through our proxy.
+    (which `get_final_message()` also reads) passes through our proxy. The request is the manager's
+    private `__api_request`, named after its class (`MessageStreamManager`, `BetaAsyncMessageStreamManager`...).
     """
-    manager_attr = "_AsyncMessageStreamManager__api_request" if is_async else "_MessageStreamManager__api_request"
 
     def factory(ctx: CallContext) -> Callable[..., Any]:
         def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -122,6 +122,7 @@ def _stream_helper_wrapper(is_async: bool) -> Callable[[CallContext], Callable[.
             request = read_request(ctx, STREAM_HELPER, instance, args, kwargs)
             if request is None:
                 return manager
+            manager_attr = f"_{type(manager).__name__}__api_request"
             try:
                 original = getattr(manager, manager_attr)
             except AttributeError:
@@ -145,17 +146,25 @@ def _stream_helper_wrapper(is_async: bool) -> Callable[[CallContext], Callable[.
     return factory
 
 
-_MODULE = "anthropic.resources.messages.messages"
+_MODULES = ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")
 
 
 class AnthropicInstrumentor(LLMInstrumentor):
-    """Cost spans for the `anthropic` SDK, next to (and parent of) its own built-in spans."""
+    """Cost spans for the `anthropic` SDK, next to (and parent of) its own built-in spans: `messages` and
+    `beta.messages`, each with `create`, `parse` (structured outputs, which sends without `create`) and
+    the `stream()` helper."""
 
     dependencies = ("anthropic >= 0.40",)
-    targets = (
-        Target(_MODULE, "Messages.create", MESSAGES),
-        Target(_MODULE, "AsyncMessages.create", MESSAGES, is_async=True),
-        Target(_MODULE, "Messages.stream", wrapper_factory=_stream_helper_wrapper(is_async=False)),
-        Target(_MODULE, "AsyncMessages.stream", wrapper_factory=_stream_helper_wrapper(is_async=True)),
+    targets = tuple(
+        target
+        for module in _MODULES
+        for target in (
+            Target(module, "Messages.create", MESSAGES),
+            Target(module, "AsyncMessages.create", MESSAGES, is_async=True),
+            Target(module, "Messages.parse", MESSAGES),
+            Target(module, "AsyncMessages.parse", MESSAGES, is_async=True),
+            Target(module, "Messages.stream", wrapper_factory=_stream_helper_wrapper(is_async=False)),
+            Target(module, "AsyncMessages.stream", wrapper_factory=_stream_helper_wrapper(is_async=True)),
+        )
     )
 

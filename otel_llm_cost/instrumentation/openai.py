@@ -215,8 +215,13 @@ class OpenAIInstrumentor(LLMInstrumentor):
     targets = (
         Target(_CHAT_MODULE, "Completions.create", CHAT),
         Target(_CHAT_MODULE, "AsyncCompletions.create", CHAT, is_async=True),
+        # structured outputs: `parse` sends without going through `create`
+        Target(_CHAT_MODULE, "Completions.parse", CHAT),
+        Target(_CHAT_MODULE, "AsyncCompletions.parse", CHAT, is_async=True),
         Target(_RESPONSES_MODULE, "Responses.create", RESPONSES),
         Target(_RESPONSES_MODULE, "AsyncResponses.create", RESPONSES, is_async=True),
+        Target(_RESPONSES_MODULE, "Responses.parse", RESPONSES),
+        Target(_RESPONSES_MODULE, "AsyncResponses.parse", RESPONSES, is_async=True),
         Target(_EMBEDDINGS_MODULE, "Embeddings.create", EMBEDDINGS),
         Target(_EMBEDDINGS_MODULE, "AsyncEmbeddings.create", EMBEDDINGS, is_async=True),
     )
