@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 ENABLED: Final = "OTEL_LLM_COST_ENABLED"
 BUDGET_USD: Final = "OTEL_LLM_COST_BUDGET_USD"
@@ -136,7 +137,16 @@ def parse_policy(variable: str, raw: str) -> str:
 def parse_store(variable: str, raw: str) -> str:
     if raw == "memory" or raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
         return raw
-    raise ConfigError(f"{variable}={raw!r} is not a budget store; use memory or sqlite:///path/to/file.db")
+    parts = urlsplit(raw)
+    if parts.scheme in ("redis", "rediss") and parts.hostname or parts.scheme == "unix" and parts.path:
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            pass
+        else:
+            return raw
+    raise ConfigError(f"{variable}={raw!r} is not a budget store; use memory, sqlite:///path/to/file.db "
+                      "or redis://host:port/db")
 
 
 def parse_readable_file(variable: str, raw: str) -> Path:

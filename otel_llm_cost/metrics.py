@@ -8,6 +8,7 @@ and its count of exhausted keys, never a series per key.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -15,7 +16,10 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_llm_cost import attributes as attr
+from otel_llm_cost._log import exception_once
 from otel_llm_cost.sessions import CallRecord
+
+_logger = logging.getLogger(__name__)
 
 __all__ = ["CostMetrics", "TOKEN_BUCKETS", "DURATION_BUCKETS", "COST_BUCKETS"]
 
@@ -103,10 +107,14 @@ class CostMetrics:
             if guard is None:
                 return []
             observations = []
-            for status in guard.statuses():
-                labels = {attr.LLM_COST_BUDGET_NAME: status.name, attr.LLM_COST_BUDGET_WINDOW: status.window}
-                value: Any = getattr(status, field)
-                observations.append(Observation(float(value), labels))
+            try:
+                for status in guard.statuses():
+                    labels = {attr.LLM_COST_BUDGET_NAME: status.name, attr.LLM_COST_BUDGET_WINDOW: status.window}
+                    value: Any = getattr(status, field)
+                    observations.append(Observation(float(value), labels))
+            except Exception:  # a shared store that cannot be reached: no budget series this scrape
+                exception_once(_logger, "budget-gauges", "otel-llm-cost: could not read the budgets for metrics")
+                return []
             return observations
 
         return callback

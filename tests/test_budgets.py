@@ -18,7 +18,7 @@ from otel_llm_cost import _state
 from otel_llm_cost.budget import Budget, BudgetError, BudgetExceededError
 from otel_llm_cost.budget.guard import BudgetGuard, window_id
 from otel_llm_cost.budget.loading import load_budgets_file
-from otel_llm_cost.budget.stores import Claim, MemoryStore, SqliteStore
+from otel_llm_cost.budget.stores import Claim, MemoryStore, SqliteStore, store_from_url
 from otel_llm_cost.config import ConfigError
 from otel_llm_cost.context import session
 from otel_llm_cost.processor import CostSpanProcessor
@@ -189,10 +189,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from otel_llm_cost import _state
 from otel_llm_cost.budget import Budget, BudgetExceededError
 from otel_llm_cost.budget.guard import BudgetGuard
-from otel_llm_cost.budget.stores import SqliteStore
+from otel_llm_cost.budget.stores import store_from_url
 from otel_llm_cost.instrumentation import instrument
 
-guard = BudgetGuard(SqliteStore(sys.argv[1]))
+guard = BudgetGuard(store_from_url(sys.argv[1]))
 guard.set(Budget.create("0.0006", name="shared"))
 _state.set_budget_hook(guard)
 instrument(tracer_provider=TracerProvider())
@@ -209,13 +209,19 @@ print(allowed)
 """
 
 
-def test_two_processes_share_a_sqlite_budget_without_overspending(tmp_path, fake):
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_two_processes_share_a_budget_without_overspending(tmp_path, fake, backend, request):
+    """Two processes race with real clients; SQLite shares a budget on one host, Redis across hosts."""
     fake.set_model("gpt-4o-mini", output_tokens=50)
-    db = tmp_path / "shared.db"
-    workers = [subprocess.Popen([sys.executable, "-c", _WORKER, str(db), fake.openai_url], stdout=subprocess.PIPE,
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+    else:
+        url = request.getfixturevalue("redis_url")
+    store_from_url(url).clear()
+    workers = [subprocess.Popen([sys.executable, "-c", _WORKER, url, fake.openai_url], stdout=subprocess.PIPE,
                                 text=True) for _ in range(2)]
     allowed = [int(w.communicate(timeout=120)[0].strip()) for w in workers]
-    spent, reserved = SqliteStore(db).usage("shared", "", "total")
+    spent, reserved = store_from_url(url).usage("shared", "", "total")
     assert reserved == 0
     assert 0 < spent <= Decimal("0.0006")
     assert sum(allowed) == fake.request_count("/chat/completions") < 80

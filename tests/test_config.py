@@ -42,6 +42,8 @@ def test_values_are_parsed():
         ("OTEL_LLM_COST_BUDGET_WINDOW", "fortnight", "not a budget window"),
         ("OTEL_LLM_COST_ON_EXCEED", "explode", "not a policy"),
         ("OTEL_LLM_COST_BUDGET_STORE", "postgres://x", "not a budget store"),
+        ("OTEL_LLM_COST_BUDGET_STORE", "redis://", "not a budget store"),
+        ("OTEL_LLM_COST_BUDGET_STORE", "redis://host:port/0", "not a budget store"),
         ("OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS", "0", "greater than zero"),
         ("OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS", "many", "whole number"),
         ("OTEL_LLM_COST_ENABLED", "maybe", "not a boolean"),

@@ -1,12 +1,14 @@
-"""Where budget spend and in-flight reservations live: one process (`MemoryStore`) or several (`SqliteStore`).
+"""Where budget spend and in-flight reservations live: one process (`MemoryStore`), several on one host
+(`SqliteStore`), or several hosts (`RedisStore`).
 
-Both make a reservation atomic across every budget a call touches: either all of them hold the
+Each makes a reservation atomic across every budget a call touches: either all of them hold the
 estimate, or none does and the call is refused. A reservation expires after `ttl` seconds, so a
 process that dies between reserve and settle never holds budget for ever.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -16,9 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Claim", "Reservation", "Refusal", "BudgetStore", "MemoryStore", "SqliteStore", "store_from_url"]
+__all__ = [
+    "Claim", "Reservation", "Refusal", "BudgetStore", "MemoryStore", "SqliteStore", "RedisStore", "store_from_url",
+]
 
 ZERO = Decimal(0)
 
@@ -289,10 +293,187 @@ class SqliteStore:
         self._transaction(work)
 
 
+_NANO = Decimal("1e-9")
+"""Redis keeps money as integer nano-dollars: its Lua numbers are doubles, exact up to 2**53 nano-dollars
+(about $9 million in one budget window), and amounts round up."""
+
+
+def _to_nanos(amount: Decimal) -> int:
+    return int((amount / _NANO).to_integral_value(rounding=ROUND_CEILING))
+
+
+def _from_nanos(nanos: int | float | None) -> Decimal:
+    return (Decimal(int(nanos)) * _NANO).normalize() if nanos else ZERO
+
+
+# All keys share the hash tag `{prefix}`, so one script may touch them all, on Redis Cluster too.
+_RESERVE = """
+local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, n do
+  local held_key = KEYS[2 * i]
+  redis.call('ZREMRANGEBYSCORE', held_key, '-inf', now)
+  local limit = tonumber(ARGV[3 + 3 * i - 1])
+  if limit >= 0 then
+    local spent = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+    local held = 0
+    for _, member in ipairs(redis.call('ZRANGE', held_key, 0, -1)) do
+      held = held + tonumber(string.match(member, ':(%d+)$'))
+    end
+    if spent + held + tonumber(ARGV[3 + 3 * i - 2]) > limit then
+      return {i, tostring(spent), tostring(held)}
+    end
+  end
+end
+for i = 1, n do
+  redis.call('ZADD', KEYS[2 * i], now + ttl, ARGV[3 + 3 * i] .. ':' .. ARGV[3 + 3 * i - 2])
+end
+return {0}
+"""
+
+
+class RedisStore:
+    """Processes on several hosts share one budget through Redis.
+
+    A Lua script checks every budget a call touches and reserves on all of them in one atomic step.
+    Per (budget, key, window) there is a counter of settled spend and a sorted set of reservations
+    scored by their expiry, so a crashed process's reservation lapses by itself; an index set per
+    budget lists its keys for `keys()` and `clear()`. Every key starts with the hash tag `{prefix}`.
+    """
+
+    PAUSE_AFTER_FAILURE = 5.0
+    """Seconds the store is not tried again after Redis could not be reached: calls go ahead at once
+    (the guard logs the failure once) instead of each waiting on a dead connection."""
+
+    def __init__(self, url: str = "redis://localhost:6379/0", ttl: float = 600.0,
+                 clock: Callable[[], float] = time.time, prefix: str = "llm_cost", client: object = None):
+        try:
+            import redis
+        except ImportError as exc:  # pragma: no cover - the dev extra installs it
+            raise ValueError("a redis:// budget store needs the redis package: "
+                             "pip install 'otel-llm-cost[redis]'") from exc
+        if client is None:
+            # short timeouts and no retry loop: a budget check must not stall the LLM call it guards
+            client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
+                                          socket_timeout=2.0, retry=None, retry_on_error=[])
+        self.ttl = ttl
+        self._clock = clock
+        self._redis: Any = client
+        self._unreachable = (redis.ConnectionError, redis.TimeoutError)
+        self._paused_until = 0.0
+        self._tag = "{" + prefix + "}"
+        self._reserve_script = self._redis.register_script(_RESERVE)
+
+    def _guarded(self, work: Callable[[], Any]) -> Any:
+        """Run `work` against Redis; after a connection failure, fail fast for a few seconds."""
+        if time.monotonic() < self._paused_until:
+            raise ConnectionError("budget store: Redis unreachable, retrying shortly")
+        try:
+            return work()
+        except self._unreachable:
+            self._paused_until = time.monotonic() + self.PAUSE_AFTER_FAILURE
+            raise
+
+    def _slot(self, budget: str, key: str, window: str) -> str:
+        return json.dumps([budget, key, window], separators=(",", ":"))
+
+    def _keys(self, slot: str) -> tuple[str, str]:
+        return f"{self._tag}:spent:{slot}", f"{self._tag}:held:{slot}"
+
+    def _index(self, budget: str) -> str:
+        return f"{self._tag}:slots:" + json.dumps([budget])
+
+    def _remember(self, pipe: Any, budget: str, slot: str) -> None:
+        pipe.sadd(self._index(budget), slot)
+        pipe.sadd(f"{self._tag}:budgets", budget)
+
+    def reserve(self, claims: Sequence[Claim]) -> list[Reservation] | Refusal:
+        return self._guarded(lambda: self._reserve(claims))  # type: ignore[no-any-return]
+
+    def _reserve(self, claims: Sequence[Claim]) -> list[Reservation] | Refusal:
+        now = self._clock()
+        keys: list[str] = []
+        args: list[object] = [repr(now), repr(self.ttl), len(claims)]
+        reservations = []
+        for claim in claims:
+            rid = uuid.uuid4().hex
+            keys.extend(self._keys(self._slot(claim.budget, claim.key, claim.window)))
+            limit = -1 if claim.limit is None else _to_nanos(claim.limit) if claim.limit >= 0 else 0
+            args.extend([_to_nanos(claim.amount), limit, rid])
+            reservations.append(Reservation(rid, claim.budget, claim.key, claim.window, claim.amount))
+        result = self._reserve_script(keys=keys, args=args)
+        refused = int(result[0])
+        if refused:
+            return Refusal(claims[refused - 1], _from_nanos(float(result[1])), _from_nanos(float(result[2])))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for claim in claims:
+                self._remember(pipe, claim.budget, self._slot(claim.budget, claim.key, claim.window))
+            pipe.execute()
+        return reservations
+
+    def settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
+        self._guarded(lambda: self._settle(reservations, actual))
+
+    def _settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
+        nanos = _to_nanos(actual)
+        with self._redis.pipeline(transaction=True) as pipe:
+            for r in reservations:
+                spent_key, held_key = self._keys(self._slot(r.budget, r.key, r.window))
+                pipe.zrem(held_key, f"{r.id}:{_to_nanos(r.amount)}")
+                if nanos:
+                    pipe.incrby(spent_key, nanos)
+            pipe.execute()
+
+    def add(self, budget: str, key: str, window: str, amount: Decimal) -> None:
+        slot = self._slot(budget, key, window)
+
+        def work() -> None:
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(self._keys(slot)[0], _to_nanos(amount))
+                self._remember(pipe, budget, slot)
+                pipe.execute()
+
+        self._guarded(work)
+
+    def _usage_of(self, slots: Sequence[str]) -> list[tuple[Decimal, Decimal]]:
+        now = self._clock()
+        with self._redis.pipeline(transaction=False) as pipe:
+            for slot in slots:
+                spent_key, held_key = self._keys(slot)
+                pipe.get(spent_key)
+                pipe.zrangebyscore(held_key, f"({now!r}", "+inf")
+            replies = pipe.execute()
+        usage = []
+        for spent, held in zip(replies[::2], replies[1::2]):
+            held_nanos = sum(int(member.rsplit(":", 1)[1]) for member in held)
+            usage.append((_from_nanos(int(spent or 0)), _from_nanos(held_nanos)))
+        return usage
+
+    def usage(self, budget: str, key: str, window: str) -> tuple[Decimal, Decimal]:
+        return self._guarded(lambda: self._usage_of([self._slot(budget, key, window)])[0])  # type: ignore[no-any-return]
+
+    def keys(self, budget: str, window: str) -> list[tuple[str, Decimal, Decimal]]:
+        def work() -> list[tuple[str, Decimal, Decimal]]:
+            slots = [slot for slot in self._redis.smembers(self._index(budget)) if json.loads(slot)[2] == window]
+            return [(json.loads(slot)[1], spent, held) for slot, (spent, held) in zip(slots, self._usage_of(slots))]
+
+        return self._guarded(work)  # type: ignore[no-any-return]
+
+    def clear(self, budget: str | None = None) -> None:
+        budgets = [budget] if budget is not None else list(self._redis.smembers(f"{self._tag}:budgets"))
+        for name in budgets:
+            index = self._index(name)
+            doomed = [k for slot in self._redis.smembers(index) for k in self._keys(slot)]
+            self._redis.delete(*doomed, index)
+            self._redis.srem(f"{self._tag}:budgets", name)
+
+
 def store_from_url(url: str) -> BudgetStore:
-    """`memory` or `sqlite:///path/to/file.db` (the OTEL_LLM_COST_BUDGET_STORE values)."""
+    """`memory`, `sqlite:///path/to/file.db` or `redis://host:port/db` (also `rediss://`, `unix://`):
+    the OTEL_LLM_COST_BUDGET_STORE values."""
     if url == "memory":
         return MemoryStore()
     if url.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///relative.db, sqlite:////absolute.db
         return SqliteStore(url[len("sqlite:///"):])
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(url)
     raise ValueError(f"unknown budget store {url!r}")

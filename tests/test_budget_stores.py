@@ -1,0 +1,158 @@
+"""Every budget store keeps the same contract: an atomic all-or-nothing reservation across budgets,
+exact settled spend, reservations that expire, and per-key listings. Redis is a real redis-server."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from otel_llm_cost.budget.stores import Claim, MemoryStore, RedisStore, Refusal, SqliteStore
+
+D = Decimal
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_and_clock(request, tmp_path):
+    clock = Clock()
+    if request.param == "memory":
+        return MemoryStore(ttl=60, clock=clock), clock
+    if request.param == "sqlite":
+        return SqliteStore(tmp_path / "budgets.db", ttl=60, clock=clock), clock
+    url = request.getfixturevalue("redis_url")
+    return RedisStore(url, ttl=60, clock=clock, prefix=f"test-{uuid.uuid4().hex[:8]}"), clock
+
+
+def test_reserve_settle_and_refuse(store_and_clock):
+    store, _ = store_and_clock
+    claim = Claim("daily", "", "day:2026-11-25", D("0.4"), D("1"))
+    first = store.reserve([claim])
+    assert isinstance(first, list) and store.usage("daily", "", "day:2026-11-25") == (D(0), D("0.4"))
+    store.settle(first, D("0.25"))
+    assert store.usage("daily", "", "day:2026-11-25") == (D("0.25"), D(0))
+    assert isinstance(store.reserve([claim]), list)  # 0.25 spent + 0.4 held
+    refusal = store.reserve([claim])  # 0.25 + 0.4 + 0.4 > 1
+    assert isinstance(refusal, Refusal)
+    assert (refusal.claim, refusal.spent, refusal.reserved) == (claim, D("0.25"), D("0.4"))
+
+
+def test_a_refusal_by_any_budget_reserves_on_none(store_and_clock):
+    store, _ = store_and_clock
+    roomy = Claim("global", "", "total", D("0.5"), D("100"))
+    tight = Claim("session", "s1", "total", D("0.5"), D("0.1"))
+    assert isinstance(store.reserve([roomy, tight]), Refusal)
+    assert store.usage("global", "", "total") == (D(0), D(0))
+
+
+def test_warn_budgets_record_but_never_refuse(store_and_clock):
+    store, _ = store_and_clock
+    claim = Claim("soft", "", "total", D("5"), None)
+    assert isinstance(store.reserve([claim]), list) and isinstance(store.reserve([claim]), list)
+    assert store.usage("soft", "", "total") == (D(0), D("10"))
+
+
+def test_reservations_expire(store_and_clock):
+    store, clock = store_and_clock
+    claim = Claim("b", "", "total", D("0.6"), D("1"))
+    assert isinstance(store.reserve([claim]), list)  # ... and the process dies before settling
+    assert isinstance(store.reserve([claim]), Refusal)
+    clock.now += 61
+    assert store.usage("b", "", "total") == (D(0), D(0))
+    assert isinstance(store.reserve([claim]), list)
+
+
+def test_keys_add_and_clear(store_and_clock):
+    store, _ = store_and_clock
+    store.add("per-session", "s1", "total", D("0.1"))
+    store.add("per-session", "s2", "total", D("0.3"))
+    store.add("per-session", "s2", "total", D("0.2"))
+    store.add("per-session", "s3", "day:2026-11-25", D("9"))
+    store.add("other", "x", "total", D("1"))
+    assert sorted(store.keys("per-session", "total")) == [("s1", D("0.1"), D(0)), ("s2", D("0.5"), D(0))]
+    store.clear("per-session")
+    assert store.keys("per-session", "total") == [] and store.usage("other", "x", "total") == (D(1), D(0))
+    store.clear()
+    assert store.usage("other", "x", "total") == (D(0), D(0))
+
+
+def test_sub_cent_amounts_stay_exact(store_and_clock):
+    store, _ = store_and_clock
+    for _ in range(1_000):
+        store.add("tiny", "", "total", D("0.000001"))  # a thousand $0.000001 calls
+    assert store.usage("tiny", "", "total")[0] == D("0.001")
+
+
+def test_32_threads_race_for_ten_reservations(store_and_clock):
+    store, _ = store_and_clock
+    claim = Claim("race", "", "total", D("0.1"), D("1"))
+    granted = []
+    barrier = threading.Barrier(32)
+
+    def worker() -> None:
+        barrier.wait()
+        result = store.reserve([claim])
+        if isinstance(result, list):
+            granted.append(result)
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(granted) == 10
+    assert store.usage("race", "", "total") == (D(0), D("1"))
+
+
+def test_an_unreachable_store_allows_calls_and_says_so_once(instrumented, openai_client, fake, caplog):
+    """A budget outage must not take the app down: the call goes ahead, and the failure is logged once."""
+    import logging
+
+    from otel_llm_cost import _state
+    from otel_llm_cost.budget import Budget
+    from otel_llm_cost.budget.guard import BudgetGuard
+
+    guard = BudgetGuard(RedisStore("redis://127.0.0.1:1/0"))  # nothing listens on port 1
+    guard.set(Budget.create(1, name="global"))
+    _state.set_budget_hook(guard)
+    try:
+        with caplog.at_level(logging.WARNING, logger="otel_llm_cost"):
+            for _ in range(3):
+                openai_client.chat.completions.create(model="gpt-4o-mini", max_tokens=10, messages=[
+                    {"role": "user", "content": "Hi"}])
+    finally:
+        _state.set_budget_hook(None)
+    assert fake.request_count("/chat/completions") == 3
+    reserve_failures = [r for r in caplog.records if "budget reservation failed" in r.getMessage()]
+    assert len(reserve_failures) == 1
+
+
+def test_budget_gauges_of_an_unreachable_store_are_skipped_not_raised(caplog):
+    import logging
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from otel_llm_cost.budget import Budget
+    from otel_llm_cost.budget.guard import BudgetGuard
+    from otel_llm_cost.metrics import CostMetrics
+
+    guard = BudgetGuard(RedisStore("redis://127.0.0.1:1/0"))
+    guard.set(Budget.create(1, name="global"))
+    reader = InMemoryMetricReader()
+    CostMetrics(MeterProvider(metric_readers=[reader]), guard=guard)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            reader.get_metrics_data()
+    ours = [r for r in caplog.records if "could not read the budgets" in r.getMessage()]
+    assert len(ours) == 1
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
