@@ -1,7 +1,8 @@
 """CostSpanProcessor and budget stores, measured in one run.
 
 * `on_end` cost per span: our processor against a no-op processor on the same spans;
-* the reservation round trip (reserve + settle) of the memory and SQLite stores;
+* the reservation round trip (reserve + settle) of the memory, SQLite and Redis stores (Redis: a
+  redis-server started on loopback, when it is installed);
 * RSS after 1,000,000 calls across 100,000 sessions (the LRU keeps 10,000).
 
     .venv/bin/python benchmarks/bench_processor.py [--calls 1000000]
@@ -10,16 +11,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from otel_llm_cost.budget.stores import Claim, MemoryStore, SqliteStore
+from otel_llm_cost.budget.stores import Claim, MemoryStore, RedisStore, SqliteStore
 from otel_llm_cost.instrumentation._call import SCOPE_NAME
 from otel_llm_cost.processor import CostSpanProcessor
 from otel_llm_cost.sessions import SessionTotals
@@ -68,6 +74,28 @@ def round_trip_us(store, n: int) -> float:  # noqa: ANN001
     return statistics.median(samples)
 
 
+@contextlib.contextmanager
+def _redis_server(directory: Path) -> Iterator[str | None]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(directory)],
+                              stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def _rss_mib() -> float:
     """Resident memory now (not the peak), from /proc, in MiB."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -107,9 +135,10 @@ def main() -> None:
           f"ours (foreign spans, priced) {foreign_us:.2f} us")
     print(f"reserve+settle round trip: memory {round_trip_us(MemoryStore(), 20_000):.1f} us", end=", ")
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"sqlite {round_trip_us(SqliteStore(Path(tmp) / 'b.db'), 2_000):.1f} us")
+        print(f"sqlite {round_trip_us(SqliteStore(Path(tmp) / 'b.db'), 2_000):.1f} us", end="")
+        with _redis_server(Path(tmp)) as url:
+            print(f", redis (loopback) {round_trip_us(RedisStore(url), 2_000):.1f} us" if url else ", redis: not installed")
     import json
-    import subprocess
     import sys
 
     out = subprocess.run([sys.executable, __file__, "--rss-only", "--calls", str(args.calls)], capture_output=True,

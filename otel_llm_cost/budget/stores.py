@@ -307,25 +307,30 @@ def _from_nanos(nanos: int | float | None) -> Decimal:
 
 
 # All keys share the hash tag `{prefix}`, so one script may touch them all, on Redis Cluster too.
+# KEYS, per claim i: spent counter, reservations (sorted by expiry), the budget's slot index; then the
+# set of budget names. ARGV: now, ttl, n, then per claim: nano-dollars, limit (-1: none), id, slot, budget.
 _RESERVE = """
 local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, n do
-  local held_key = KEYS[2 * i]
+  local held_key, a = KEYS[3 * i - 1], 3 + 5 * (i - 1)
   redis.call('ZREMRANGEBYSCORE', held_key, '-inf', now)
-  local limit = tonumber(ARGV[3 + 3 * i - 1])
+  local limit = tonumber(ARGV[a + 2])
   if limit >= 0 then
-    local spent = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+    local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
     local held = 0
     for _, member in ipairs(redis.call('ZRANGE', held_key, 0, -1)) do
       held = held + tonumber(string.match(member, ':(%d+)$'))
     end
-    if spent + held + tonumber(ARGV[3 + 3 * i - 2]) > limit then
+    if spent + held + tonumber(ARGV[a + 1]) > limit then
       return {i, tostring(spent), tostring(held)}
     end
   end
 end
 for i = 1, n do
-  redis.call('ZADD', KEYS[2 * i], now + ttl, ARGV[3 + 3 * i] .. ':' .. ARGV[3 + 3 * i - 2])
+  local a = 3 + 5 * (i - 1)
+  redis.call('ZADD', KEYS[3 * i - 1], now + ttl, ARGV[a + 3] .. ':' .. ARGV[a + 1])
+  redis.call('SADD', KEYS[3 * i], ARGV[a + 4])
+  redis.call('SADD', KEYS[3 * n + 1], ARGV[a + 5])
 end
 return {0}
 """
@@ -382,9 +387,13 @@ class RedisStore:
     def _index(self, budget: str) -> str:
         return f"{self._tag}:slots:" + json.dumps([budget])
 
+    @property
+    def _budgets(self) -> str:
+        return f"{self._tag}:budgets"
+
     def _remember(self, pipe: Any, budget: str, slot: str) -> None:
         pipe.sadd(self._index(budget), slot)
-        pipe.sadd(f"{self._tag}:budgets", budget)
+        pipe.sadd(self._budgets, budget)
 
     def reserve(self, claims: Sequence[Claim]) -> list[Reservation] | Refusal:
         return self._guarded(lambda: self._reserve(claims))  # type: ignore[no-any-return]
@@ -396,18 +405,16 @@ class RedisStore:
         reservations = []
         for claim in claims:
             rid = uuid.uuid4().hex
-            keys.extend(self._keys(self._slot(claim.budget, claim.key, claim.window)))
+            slot = self._slot(claim.budget, claim.key, claim.window)
+            keys.extend((*self._keys(slot), self._index(claim.budget)))
             limit = -1 if claim.limit is None else _to_nanos(claim.limit) if claim.limit >= 0 else 0
-            args.extend([_to_nanos(claim.amount), limit, rid])
+            args.extend([_to_nanos(claim.amount), limit, rid, slot, claim.budget])
             reservations.append(Reservation(rid, claim.budget, claim.key, claim.window, claim.amount))
+        keys.append(self._budgets)
         result = self._reserve_script(keys=keys, args=args)
         refused = int(result[0])
         if refused:
             return Refusal(claims[refused - 1], _from_nanos(float(result[1])), _from_nanos(float(result[2])))
-        with self._redis.pipeline(transaction=False) as pipe:
-            for claim in claims:
-                self._remember(pipe, claim.budget, self._slot(claim.budget, claim.key, claim.window))
-            pipe.execute()
         return reservations
 
     def settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
@@ -459,12 +466,12 @@ class RedisStore:
         return self._guarded(work)  # type: ignore[no-any-return]
 
     def clear(self, budget: str | None = None) -> None:
-        budgets = [budget] if budget is not None else list(self._redis.smembers(f"{self._tag}:budgets"))
+        budgets = [budget] if budget is not None else list(self._redis.smembers(self._budgets))
         for name in budgets:
             index = self._index(name)
             doomed = [k for slot in self._redis.smembers(index) for k in self._keys(slot)]
             self._redis.delete(*doomed, index)
-            self._redis.srem(f"{self._tag}:budgets", name)
+            self._redis.srem(self._budgets, name)
 
 
 def store_from_url(url: str) -> BudgetStore:
