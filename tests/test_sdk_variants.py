@@ -119,3 +119,30 @@ def test_anthropic_with_raw_response(instrumented, anthropic_client, span_export
     message = raw.parse()
     assert message is raw.parse() and message.usage.input_tokens == 10_000
     assert cost_of(only_span(span_exporter)) == haiku
+
+
+def test_anthropic_async_with_raw_response_stream_or_not(tracer_provider, settings, fake, span_exporter, haiku):
+    import anthropic
+
+    from otel_llm_cost.instrumentation import instrument, uninstrument
+
+    async def run() -> tuple[int, list[str]]:
+        client = anthropic.AsyncAnthropic(base_url=fake.anthropic_url, api_key="sk-ant-test-key", max_retries=0,
+                                          open_telemetry=False)
+        raw = await client.messages.with_raw_response.create(model="claude-haiku-4-5", max_tokens=2_000,
+                                                             messages=MESSAGES)
+        message = await raw.parse()
+        assert message is await raw.parse()
+        raw_stream = await client.messages.with_raw_response.create(model="claude-haiku-4-5", max_tokens=2_000,
+                                                                    messages=MESSAGES, stream=True)
+        events = [event.type async for event in await raw_stream.parse()]
+        return message.usage.input_tokens, events
+
+    plain = asyncio.run(run())
+    instrument(tracer_provider=tracer_provider)
+    try:
+        seen = asyncio.run(run())
+    finally:
+        uninstrument()
+    assert seen == plain and seen[0] == 10_000
+    assert [cost_of(s) for s in our_spans(span_exporter)] == [haiku, haiku]

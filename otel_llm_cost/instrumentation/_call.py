@@ -26,7 +26,12 @@ from otel_llm_cost import attributes as attr
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.budget import BudgetExceededError
 from otel_llm_cost.context import SessionContext, current_session
-from otel_llm_cost.instrumentation._read import is_raw_response, parsed_raw_response, replace_parsed_raw_response
+from otel_llm_cost.instrumentation._read import (
+    is_async_raw_response,
+    is_raw_response,
+    parsed_raw_response,
+    replace_parsed_raw_response,
+)
 from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
 from otel_llm_cost.sessions import CallRecord, LastUsage, publish_exact_record, set_last_usage
 from otel_llm_cost.usage import Usage
@@ -323,12 +328,15 @@ def read_request(
         return None
 
 
-def _complete(call: LLMCall, endpoint: Endpoint, result: Any) -> Any:
+def _complete(call: LLMCall, endpoint: Endpoint, result: Any, parsed: Any = None) -> Any:
     """Finish a plain response, or wrap a stream so it finishes when the stream does. A raw response
-    (`with_raw_response`) is read through the object it parses to, and keeps its own type."""
+    (`with_raw_response`) is read through the object it parses to (`parsed`, when the caller already
+    awaited it), and keeps its own type."""
     try:
         stream = endpoint.is_stream(call.request, result)
-        raw = is_raw_response(result, stream)
+        raw = parsed is not None or is_raw_response(result, stream)
+        if raw and parsed is None:
+            parsed = parsed_raw_response(result)
         if stream:
             from otel_llm_cost.instrumentation._stream import StreamProxy
 
@@ -336,13 +344,13 @@ def _complete(call: LLMCall, endpoint: Endpoint, result: Any) -> Any:
             accumulator = endpoint.new_accumulator(call.request)
             key = endpoint.stream_key
             if raw:
-                replace_parsed_raw_response(result, StreamProxy(parsed_raw_response(result), call, accumulator))
+                replace_parsed_raw_response(result, StreamProxy(parsed, call, accumulator))
             elif key is None:
                 return StreamProxy(result, call, accumulator)
             else:
                 result[key] = StreamProxy(result[key], call, accumulator)
             return result
-        outcome = endpoint.read_response(parsed_raw_response(result) if raw else result)
+        outcome = endpoint.read_response(parsed if raw else result)
     except Exception:
         exception_once(_logger, ("read-response", endpoint.read_response), "otel-llm-cost: could not read a response")
         outcome = Outcome()
@@ -379,7 +387,18 @@ async def run_async(ctx: CallContext, endpoint: Endpoint, request: Request, send
         raise
     finally:
         context.detach(token)
-    return _complete(call, endpoint, result)
+    return _complete(call, endpoint, result, await _parsed_async_raw_response(endpoint, request, result))
+
+
+async def _parsed_async_raw_response(endpoint: Endpoint, request: Request, result: Any) -> Any:
+    """What an async raw response parses to (cached by the SDK, so the app's own `await parse()` gets
+    the same object), or None when `result` is not one."""
+    try:
+        if is_async_raw_response(result, endpoint.is_stream(request, result)):
+            return await result.parse()
+    except Exception:
+        exception_once(_logger, "async-raw-parse", "otel-llm-cost: could not read an async raw response")
+    return None
 
 
 def wrap_endpoint(ctx: CallContext, endpoint: Endpoint, *, is_async: bool) -> Callable[..., Any]:

@@ -63,18 +63,23 @@ def as_dict(obj: Any) -> dict[str, Any]:
     return {}
 
 
-def is_raw_response(result: Any, stream: bool) -> bool:
+def is_raw_response(result: Any, stream: bool, names: tuple[str, ...] = ("LegacyAPIResponse", "APIResponse")) -> bool:
     """A raw response of the Stainless-built SDKs (openai, anthropic) that `parse()` reads without I/O:
     a `with_raw_response` result (`LegacyAPIResponse`, or anthropic's `APIResponse` once its body is
-    read), or any sync raw response of a stream (parsing only builds the lazy stream object). An
-    unread `with_streaming_response` body is the app's to read: we leave it alone."""
+    read), or any raw response of a stream (parsing only builds the lazy stream object). An unread
+    `with_streaming_response` body is the app's to read: we leave it alone."""
     name = type(result).__name__
-    if name not in ("LegacyAPIResponse", "APIResponse") or not callable(getattr(result, "parse", None)):
+    if name not in names or not callable(getattr(result, "parse", None)):
         return False
     if name == "LegacyAPIResponse" or stream:
         return True
     http_response = getattr(result, "http_response", None)
     return getattr(http_response, "is_closed", False) is True
+
+
+def is_async_raw_response(result: Any, stream: bool) -> bool:
+    """`is_raw_response` for anthropic's async client, whose `parse()` is a coroutine (no I/O either)."""
+    return is_raw_response(result, stream, names=("AsyncAPIResponse",))
 
 
 def parsed_raw_response(raw: Any) -> Any:
