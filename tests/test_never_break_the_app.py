@@ -223,3 +223,17 @@ def test_malformed_bedrock_responses_behave_as_uninstrumented(instrumented, sett
         client.converse(modelId="amazon.nova-pro-v1:0", messages=[{"role": "user", "content": [{"text": "Hi"}]}])
 
     _same_behaviour_as_uninstrumented(settings, call)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_responses)
+def test_malformed_mistral_responses_behave_as_uninstrumented(instrumented, settings, fake, body):
+    from mistralai.client import Mistral
+
+    client = Mistral(api_key="offline-key", server_url=fake.url)
+
+    def call() -> None:
+        fake.inject(Fault(body=body))
+        client.chat.complete(model="mistral-small-2603", messages=[{"role": "user", "content": "Hi"}])
+
+    _same_behaviour_as_uninstrumented(settings, call)

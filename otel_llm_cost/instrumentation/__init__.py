@@ -14,6 +14,7 @@ INSTRUMENTORS: dict[str, str] = {
     "anthropic": "otel_llm_cost.instrumentation.anthropic:AnthropicInstrumentor",
     "google.genai": "otel_llm_cost.instrumentation.google_genai:GoogleGenAIInstrumentor",
     "botocore": "otel_llm_cost.instrumentation.bedrock:BedrockInstrumentor",
+    "mistralai": "otel_llm_cost.instrumentation.mistral:MistralInstrumentor",
 }
 
 

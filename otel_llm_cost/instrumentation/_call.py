@@ -15,7 +15,7 @@ import logging
 import time
 from decimal import Decimal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from opentelemetry import context, trace
@@ -36,7 +36,10 @@ from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
 from otel_llm_cost.sessions import CallRecord, LastUsage, publish_exact_record, set_last_usage
 from otel_llm_cost.usage import Usage
 
-__all__ = ["Request", "Outcome", "StreamAccumulator", "Endpoint", "LLMCall", "wrap_endpoint", "run_sync", "run_async"]
+__all__ = [
+    "Request", "Outcome", "StreamAccumulator", "UsageChunks", "Endpoint", "LLMCall", "wrap_endpoint", "run_sync",
+    "run_async",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -81,6 +84,61 @@ class StreamAccumulator(Protocol):
 
     def outcome(self, complete: bool) -> Outcome:
         """Usage and response fields so far; `complete` is False when the stream ended early."""
+
+
+def _same(item: Any) -> Any:
+    return item
+
+
+@dataclass(frozen=True, slots=True)
+class UsageChunks:
+    """The stream accumulator of APIs whose chunks carry the usage so far: Gemini repeats it,
+    cumulatively, on every chunk; Mistral sends it on the last. The last chunk that has it is read
+    once, at the end, as a whole response. A stream that ends before any finish reason keeps the
+    exact prompt count and is an estimate, with at least a token for each chunk seen."""
+
+    read_chunk: Callable[[Any], Outcome]
+    has_usage: Callable[[Any], bool]
+    finish_reasons: Callable[[Any], tuple[str, ...]]
+    chunk_of: Callable[[Any], Any] = _same
+    """The chunk inside a stream item (Mistral wraps each in an event's `data`)."""
+
+    def __call__(self, request: Request) -> StreamAccumulator:
+        return _UsageChunkStream(self, request)
+
+
+class _UsageChunkStream:
+    __slots__ = ("_api", "_request", "_last", "_finish", "_chunks")
+
+    def __init__(self, api: UsageChunks, request: Request) -> None:
+        self._api = api
+        self._request = request
+        self._last: Any = None
+        self._finish: tuple[str, ...] = ()
+        self._chunks = 0
+
+    def observe(self, item: Any) -> bool:
+        api = self._api
+        chunk = api.chunk_of(item)
+        self._chunks += 1
+        if api.has_usage(chunk):
+            self._last = chunk
+        finish = api.finish_reasons(chunk)
+        if finish:
+            self._finish = finish
+        return True
+
+    def outcome(self, complete: bool) -> Outcome:
+        if self._last is None:
+            return Outcome(usage=estimated_usage(self._request, self._chunks), estimated=True)
+        outcome = self._api.read_chunk(self._last)
+        outcome.finish_reasons = self._finish
+        usage = outcome.usage
+        if not self._finish and usage is not None:
+            outcome.estimated = True
+            if usage.output_tokens < self._chunks:
+                outcome.usage = replace(usage, output_tokens=self._chunks)
+        return outcome
 
 
 @dataclass(frozen=True, slots=True)

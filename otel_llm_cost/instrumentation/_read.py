@@ -49,6 +49,14 @@ def text(obj: Any, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def choice_finish_reasons(response: Any) -> tuple[str, ...]:
+    """The finish reasons of an OpenAI-style response's (or chunk's) `choices`."""
+    choices = field(response, "choices")
+    if type(choices) is not list:
+        return ()
+    return tuple(r for c in choices if type(r := field(c, "finish_reason")) is str)
+
+
 def as_dict(obj: Any) -> dict[str, Any]:
     """A usage object as a plain dict without None values (SDK pydantic model or mapping)."""
     if isinstance(obj, Mapping):

@@ -11,10 +11,9 @@ candidates; cached content is a subset of the prompt (see `usage_from_gemini`).
 from __future__ import annotations
 
 import enum
-from dataclasses import replace
 from typing import Any
 
-from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, estimated_usage
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, text
 from otel_llm_cost.usage import usage_from_gemini
@@ -88,43 +87,10 @@ def _read_response(response: Any) -> Outcome:
     )
 
 
-class _ContentStream:
-    """Every chunk repeats `usage_metadata`, cumulatively: the last chunk that carries it holds the
-    call's usage, read once at the end. The call is complete once a candidate reports a finish
-    reason; a stream cut before that keeps the exact prompt count and estimates the output."""
-
-    __slots__ = ("_request", "_last", "_finish", "_chunks")
-
-    def __init__(self, request: Request) -> None:
-        self._request = request
-        self._last: Any = None
-        self._finish: tuple[str, ...] = ()
-        self._chunks = 0
-
-    def observe(self, chunk: Any) -> bool:
-        self._chunks += 1
-        if field(chunk, "usage_metadata") is not None:
-            self._last = chunk
-        finish = _finish_reasons(chunk)
-        if finish:
-            self._finish = finish
-        return True
-
-    def outcome(self, complete: bool) -> Outcome:
-        if self._last is None:
-            return Outcome(usage=estimated_usage(self._request, self._chunks), estimated=True)
-        outcome = _read_response(self._last)
-        outcome.finish_reasons = self._finish
-        usage = outcome.usage
-        if not self._finish and usage is not None:
-            outcome.estimated = True
-            if usage.output_tokens < self._chunks:  # at least a token a chunk we saw
-                outcome.usage = replace(usage, output_tokens=self._chunks)
-        return outcome
-
-
 GENERATE_CONTENT = Endpoint(_read_request, _read_response)
-GENERATE_CONTENT_STREAM = Endpoint(_read_stream_request, _read_response, _ContentStream)
+# Every chunk repeats `usage_metadata`, cumulatively; a candidate's finish reason ends the call.
+_CONTENT_STREAM = UsageChunks(_read_response, lambda chunk: field(chunk, "usage_metadata") is not None, _finish_reasons)
+GENERATE_CONTENT_STREAM = Endpoint(_read_stream_request, _read_response, _CONTENT_STREAM)
 
 _MODULE = "google.genai.models"
 

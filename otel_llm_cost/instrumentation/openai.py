@@ -11,7 +11,7 @@ from typing import Any
 from otel_llm_cost import _state
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, estimated_usage
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import field, given, given_int, given_str, text
+from otel_llm_cost.instrumentation._read import choice_finish_reasons, field, given, given_int, given_str, text
 from otel_llm_cost.usage import usage_from_openai_chat, usage_from_openai_embeddings, usage_from_openai_responses
 
 __all__ = ["OpenAIInstrumentor"]
@@ -20,12 +20,6 @@ __all__ = ["OpenAIInstrumentor"]
 def _provider(instance: Any) -> str:
     client = getattr(instance, "_client", None)
     return "azure.ai.openai" if type(client).__name__.startswith("Azure") else "openai"
-
-
-def _finish_reasons(choices: Any) -> tuple[str, ...]:
-    if type(choices) is not list:
-        return ()
-    return tuple(r for c in choices if type(r := field(c, "finish_reason")) is str)
 
 
 # --- chat completions ---
@@ -62,7 +56,7 @@ def _read_chat_response(response: Any) -> Outcome:
         usage=usage_from_openai_chat(usage) if usage is not None else None,
         response_model=text(response, "model"),
         response_id=text(response, "id"),
-        finish_reasons=_finish_reasons(field(response, "choices")),
+        finish_reasons=choice_finish_reasons(response),
         service_tier=text(response, "service_tier"),
     )
 

@@ -315,18 +315,25 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     def _openai_chat(self, body: dict[str, Any], fault: Fault | None) -> None:
+        """OpenAI chat completions; also Mistral's dialect (same path, told apart by its SDK's
+        User-Agent): usage always arrives on the final content chunk and reports the service tier."""
         b, input_tokens, output = self._counts(body)
         model = body.get("model", "")
         completion_id = f"chatcmpl-{uuid.uuid4().hex[:16]}"
         created = int(time.time())
         tier = b.service_tier or body.get("service_tier") or "default"
+        mistral = "mistral" in (self.headers.get("User-Agent") or "").lower()
+        usage = self._openai_usage(b, input_tokens, output)
+        if mistral:
+            usage = {k: v for k, v in usage.items() if k != "completion_tokens_details"}
+            usage["service_tier"] = b.service_tier or body.get("service_tier") or "standard"
         if not body.get("stream"):
             return self._send_json(200, {
                 "id": completion_id, "object": "chat.completion", "created": created, "model": model,
                 "service_tier": tier,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": b.text}, "finish_reason": "stop",
                              "logprobs": None}],
-                "usage": self._openai_usage(b, input_tokens, output),
+                "usage": usage,
             })
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -341,11 +348,11 @@ class _Handler(BaseHTTPRequestHandler):
                     chunk["usage"] = None
                 yield None, chunk
             final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]}
-            if include_usage:
-                final["usage"] = None
+            if include_usage or mistral:
+                final["usage"] = usage if mistral else None
             yield None, final
-            if include_usage:
-                yield None, {**base, "choices": [], "usage": self._openai_usage(b, input_tokens, output)}
+            if include_usage and not mistral:
+                yield None, {**base, "choices": [], "usage": usage}
             yield None, "[DONE]"
 
         self._send_sse(events(), fault)
