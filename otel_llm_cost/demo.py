@@ -1,9 +1,9 @@
 """`otel-llm-cost demo`: an offline agent workload through the real OpenAI, Anthropic, Google GenAI,
-Mistral and boto3 (Bedrock) clients.
+Mistral, Cohere and boto3 (Bedrock) clients.
 
 It starts the fake provider, serves Prometheus `/metrics`, and runs several sessions: a cache-heavy
 Claude conversation, a streamed answer, embeddings, a model with no known price, Gemini with
-thinking, Mistral and Claude on Bedrock (when those SDKs are installed), and a runaway agent that its
+thinking, Mistral, Cohere and Claude on Bedrock (when those SDKs are installed), and a runaway agent that its
 session budget stops. A `warn` budget is left over its limit on purpose, so the
 budget dashboards and alerts have something to show. No API key, no network.
 """
@@ -79,6 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
                        reasoning_tokens=1_500, chunks=6)
         fake.set_model(BEDROCK_CLAUDE, input_tokens=12_000, cache_read_tokens=8_000, output_tokens=400)
         fake.set_model("mistral-small-2603", input_tokens=6_000, output_tokens=450)
+        fake.set_model("command-a-03-2025", input_tokens=3_000, output_tokens=300)
         oai = openai.OpenAI(base_url=fake.openai_url, api_key="offline-demo", max_retries=0)
         claude = anthropic.Anthropic(base_url=fake.anthropic_url, api_key="offline-demo", max_retries=0)
         others = _optional_clients(fake)
@@ -107,7 +108,7 @@ BEDROCK_CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 
 
 def _optional_clients(fake: Any) -> dict[str, Any]:
-    """Gemini, Mistral and Bedrock clients, when their SDKs are installed (the dev extra has all three)."""
+    """Gemini, Mistral, Cohere and Bedrock clients, when their SDKs are installed (the dev extra has them)."""
     clients: dict[str, Any] = {}
     try:
         from google import genai
@@ -120,6 +121,12 @@ def _optional_clients(fake: Any) -> dict[str, Any]:
         from mistralai.client import Mistral
 
         clients["mistral"] = Mistral(api_key="offline-demo", server_url=fake.url)
+    except ImportError:
+        pass
+    try:
+        import cohere
+
+        clients["cohere"] = cohere.ClientV2(api_key="offline-demo", base_url=fake.url)
     except ImportError:
         pass
     try:
@@ -175,6 +182,9 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
         if "mistral" in others:
             others["mistral"].chat.complete(model="mistral-small-2603", max_tokens=500, messages=MESSAGES)
             show("Mistral Small 4")
+        if "cohere" in others:
+            others["cohere"].chat(model="command-a-03-2025", max_tokens=500, messages=MESSAGES)
+            show("Cohere Command A")
     with llm_cost.session(f"runaway-agent-{n}", user_id="dave", feature="agent"):
         history = list(MESSAGES)
         for step in range(1, 50):

@@ -237,3 +237,28 @@ def test_malformed_mistral_responses_behave_as_uninstrumented(instrumented, sett
         client.chat.complete(model="mistral-small-2603", messages=[{"role": "user", "content": "Hi"}])
 
     _same_behaviour_as_uninstrumented(settings, call)
+
+
+_cohere_bodies = st.fixed_dictionaries(
+    {"id": st.one_of(st.text(max_size=5), st.none()), "finish_reason": st.sampled_from(["COMPLETE", "MAX_TOKENS"]),
+     "message": st.just({"role": "assistant", "content": [{"type": "text", "text": "hi"}]})},
+    optional={"usage": st.one_of(st.none(), st.text(max_size=3), st.fixed_dictionaries({}, optional={
+        "billed_units": st.one_of(st.none(), st.fixed_dictionaries({}, optional={
+            "input_tokens": _counts, "output_tokens": _counts})),
+        "tokens": st.one_of(st.none(), st.fixed_dictionaries({}, optional={"input_tokens": _counts}))}))},
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_cohere_bodies)
+def test_malformed_cohere_responses_behave_as_uninstrumented(instrumented, settings, fake, body):
+    import cohere
+
+    client = cohere.ClientV2(api_key="offline-key", base_url=fake.url)
+
+    def call() -> None:
+        fake.inject(Fault(body=body))
+        client.chat(model="command-a-03-2025", messages=[{"role": "user", "content": "Hi"}],
+                    request_options={"max_retries": 0})
+
+    _same_behaviour_as_uninstrumented(settings, call)

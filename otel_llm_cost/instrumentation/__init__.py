@@ -15,6 +15,7 @@ INSTRUMENTORS: dict[str, str] = {
     "google.genai": "otel_llm_cost.instrumentation.google_genai:GoogleGenAIInstrumentor",
     "botocore": "otel_llm_cost.instrumentation.bedrock:BedrockInstrumentor",
     "mistralai": "otel_llm_cost.instrumentation.mistral:MistralInstrumentor",
+    "cohere": "otel_llm_cost.instrumentation.cohere:CohereInstrumentor",
 }
 
 

@@ -5,6 +5,7 @@ so every byte goes through the SDK's own HTTP, SSE and parsing code. It speaks:
 
 * OpenAI: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings`` (JSON and SSE);
 * Anthropic: ``/v1/messages`` (JSON and SSE);
+* Cohere: ``/v2/chat`` (JSON and SSE); Mistral shares OpenAI's chat path, in its own dialect;
 * Gemini: ``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``;
 * Bedrock: ``/model/{modelId}/converse``, ``/converse-stream`` (AWS binary event stream), ``/invoke``
   and ``/invoke-with-response-stream`` (an Anthropic Messages body; counts in headers and invocation metrics).
@@ -283,6 +284,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._openai_embeddings(body)
         if path.endswith("/v1/messages"):
             return self._anthropic_messages(body, fault)
+        if path.endswith("/v2/chat"):
+            return self._cohere_chat(body, fault)
         gemini = re.match(r".*/models/([^/:]+):(generateContent|streamGenerateContent)$", path)
         if gemini:
             return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
@@ -450,6 +453,33 @@ class _Handler(BaseHTTPRequestHandler):
         yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
                                                                    "stop_sequence": None}, "usage": delta_usage}
         yield "message_stop", {"type": "message_stop"}
+
+    # --- Cohere ---
+    def _cohere_chat(self, body: dict[str, Any], fault: Fault | None) -> None:
+        """Cohere v2 chat. `tokens` also counts the prompt template, which is not billed: 200 more here,
+        so a parser that bills `tokens` instead of `billed_units` is caught."""
+        b, input_tokens, output = self._counts(body)
+        usage = {"billed_units": {"input_tokens": input_tokens, "output_tokens": output},
+                 "tokens": {"input_tokens": input_tokens + 200, "output_tokens": output}}
+        message_id = uuid.uuid4().hex
+        if not body.get("stream"):
+            return self._send_json(200, {
+                "id": message_id, "finish_reason": "COMPLETE", "usage": usage,
+                "message": {"role": "assistant", "content": [{"type": "text", "text": b.text}]},
+            })
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            yield "message-start", {"type": "message-start", "id": message_id,
+                                    "delta": {"message": {"role": "assistant", "content": []}}}
+            yield "content-start", {"type": "content-start", "index": 0,
+                                    "delta": {"message": {"content": {"type": "text", "text": ""}}}}
+            for piece in _split(b.text, b.chunks):
+                yield "content-delta", {"type": "content-delta", "index": 0,
+                                        "delta": {"message": {"content": {"text": piece}}}}
+            yield "content-end", {"type": "content-end", "index": 0}
+            yield "message-end", {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": usage}}
+
+        self._send_sse(events(), fault)
 
     # --- Gemini ---
     def _gemini(self, model: str, body: dict[str, Any], stream: bool, fault: Fault | None) -> None:

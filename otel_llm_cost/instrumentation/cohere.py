@@ -1,0 +1,79 @@
+"""Cohere (`cohere` >= 5): the v2 client's `chat` and `chat_stream`, sync and async.
+
+Knows the cohere SDK's shapes and nothing else. Cohere bills `usage.billed_units`; `usage.tokens`
+also counts the prompt template, which is not billed (see `usage_from_cohere_chat`). A stream's
+`message-end` event carries the finish reason and the usage. `chat_stream` is a generator (and the
+async one an async generator), so the request goes out when the app starts iterating: the budget is
+reserved when the app calls it, before anything is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
+from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._read import field, given_int, given_str, text
+from otel_llm_cost.usage import usage_from_cohere_chat
+
+__all__ = ["CohereInstrumentor"]
+
+
+def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], stream: bool = False) -> Request:
+    return Request(
+        operation="chat",
+        provider="cohere",
+        api="cohere.chat",
+        model=given_str(kwargs.get("model")),
+        kwargs=kwargs,
+        max_tokens=given_int(kwargs.get("max_tokens")),
+        stream=stream,
+        prompt=kwargs.get("messages"),
+        tools=kwargs.get("tools"),
+    )
+
+
+def _read_stream_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    return _read_request(instance, args, kwargs, stream=True)
+
+
+def _finish(reason: Any) -> tuple[str, ...]:
+    return (reason,) if isinstance(reason, str) else ()
+
+
+def _read_response(response: Any) -> Outcome:
+    usage = field(response, "usage")
+    return Outcome(
+        usage=usage_from_cohere_chat(usage) if usage is not None else None,
+        response_id=text(response, "id"),
+        finish_reasons=_finish(field(response, "finish_reason")),
+    )
+
+
+def _message_end(event: Any) -> Any:
+    """The `message-end` event's delta (finish reason and usage), or None for every other event."""
+    return field(event, "delta") if text(event, "type") == "message-end" else None
+
+
+_EVENTS = UsageChunks(
+    read_chunk=lambda event: _read_response(_message_end(event)),
+    has_usage=lambda event: field(_message_end(event), "usage") is not None,
+    finish_reasons=lambda event: _finish(field(_message_end(event), "finish_reason")),
+)
+CHAT = Endpoint(_read_request, _read_response)
+CHAT_STREAM = Endpoint(_read_stream_request, _read_response, _EVENTS)
+
+_MODULE = "cohere.v2.client"
+
+
+class CohereInstrumentor(LLMInstrumentor):
+    """Cost spans for the `cohere` SDK's v2 chat (`ClientV2`, and `Client().v2`)."""
+
+    dependencies = ("cohere >= 5.0",)
+    targets = (
+        Target(_MODULE, "V2Client.chat", CHAT),
+        Target(_MODULE, "AsyncV2Client.chat", CHAT, is_async=True),
+        Target(_MODULE, "V2Client.chat_stream", CHAT_STREAM),
+        # an async generator function: calling it sends nothing and returns the stream at once
+        Target(_MODULE, "AsyncV2Client.chat_stream", CHAT_STREAM),
+    )
