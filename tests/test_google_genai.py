@@ -153,3 +153,13 @@ def test_budget_refuses_before_the_request_is_sent(frozen_budget, client, span_e
         client.models.generate_content(model=MODEL, contents="Hi", config={"max_output_tokens": 100})
     assert fake.request_count() == 0
     assert only_span(span_exporter).attributes["llm_cost.budget.outcome"] == "blocked"
+
+
+def test_chats_are_priced_message_by_message(instrumented, client, span_exporter, thinking):
+    chat = client.chats.create(model=MODEL)
+    assert chat.send_message("Summarise the report.").text == "Hello from the fake provider."
+    assert len(list(chat.send_message_stream("And the appendix?"))) == 3
+    spans = our_spans(span_exporter)
+    assert len(spans) == 2
+    for span in spans:
+        check(span)
