@@ -156,3 +156,30 @@ def test_budget_gauges_of_an_unreachable_store_are_skipped_not_raised(caplog):
     ours = [r for r in caplog.records if "could not read the budgets" in r.getMessage()]
     assert len(ours) == 1
     assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+
+
+def test_redis_keeps_a_window_only_a_while_after_it_ends_and_total_for_ever(redis_url):
+    import redis
+
+    store = RedisStore(redis_url, prefix=f"test-{uuid.uuid4().hex[:8]}")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    windows = {"2026-11-25T10": 2, "2026-11-25": 3, "2026-W48": 15, "2026-11": 63}
+    for window in (*windows, "total"):
+        store.add("b", "k", window, D("0.01"))
+        assert isinstance(store.reserve([Claim("b", "k", window, D("0.01"), D("1"))]), list)
+    for window, days in windows.items():
+        for kind in ("spent", "held"):
+            name = f"{store._tag}:{kind}:" + store._slot("b", "k", window)
+            assert 0 < client.ttl(name) <= days * 86_400, (window, kind)
+    assert client.ttl(f"{store._tag}:spent:" + store._slot("b", "k", "total")) == -1  # no expiry
+
+
+def test_redis_clear_is_safe_with_glob_characters_in_the_prefix(redis_url):
+    odd = RedisStore(redis_url, prefix="team*[a]?")
+    plain = RedisStore(redis_url, prefix="team-b")
+    odd.add("b", "", "total", D("1"))
+    plain.add("b", "", "total", D("2"))
+    odd.clear()
+    assert odd.usage("b", "", "total") == (D(0), D(0))
+    assert plain.usage("b", "", "total") == (D(2), D(0))
+    plain.clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -307,8 +308,8 @@ def _from_nanos(nanos: int | float | None) -> Decimal:
 
 
 # All keys share the hash tag `{prefix}`, so one script may touch them all, on Redis Cluster too.
-# KEYS, per claim i: spent counter, reservations (sorted by expiry), the budget's slot index; then the
-# set of budget names. ARGV: now, ttl, n, then per claim: nano-dollars, limit (-1: none), id, slot, budget.
+# KEYS, per claim i: spent counter, reservations (sorted by expiry), the (budget, window) slot index.
+# ARGV: now, ttl, n, then per claim: nano-dollars, limit (-1: none), id, slot, retention (0: keep).
 _RESERVE = """
 local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, n do
@@ -330,10 +331,30 @@ for i = 1, n do
   local a = 3 + 5 * (i - 1)
   redis.call('ZADD', KEYS[3 * i - 1], now + ttl, ARGV[a + 3] .. ':' .. ARGV[a + 1])
   redis.call('SADD', KEYS[3 * i], ARGV[a + 4])
-  redis.call('SADD', KEYS[3 * n + 1], ARGV[a + 5])
+  local retention = tonumber(ARGV[a + 5])
+  if retention > 0 then
+    redis.call('EXPIRE', KEYS[3 * i - 1], retention)
+    redis.call('EXPIRE', KEYS[3 * i], retention)
+  end
 end
 return {0}
 """
+
+_DAY = 86_400
+
+
+def _retention(window: str) -> int:
+    """Seconds to keep a window's data once written: a while past the window's end, so a finished
+    hour, day, week or month leaves nothing behind. `total` is kept until cleared."""
+    if window == "total":
+        return 0
+    if "T" in window:  # 2026-11-25T10
+        return 2 * _DAY
+    if "-W" in window:  # 2026-W48
+        return 15 * _DAY
+    if len(window) == 10:  # 2026-11-25
+        return 3 * _DAY
+    return 63 * _DAY  # 2026-11
 
 
 class RedisStore:
@@ -341,8 +362,9 @@ class RedisStore:
 
     A Lua script checks every budget a call touches and reserves on all of them in one atomic step.
     Per (budget, key, window) there is a counter of settled spend and a sorted set of reservations
-    scored by their expiry, so a crashed process's reservation lapses by itself; an index set per
-    budget lists its keys for `keys()` and `clear()`. Every key starts with the hash tag `{prefix}`.
+    scored by their expiry, so a crashed process's reservation lapses by itself; a set per
+    (budget, window) lists its keys for `keys()`. The data of an hour, day, week or month expires
+    some time after it ends. Every key starts with the hash tag `{prefix}`.
     """
 
     PAUSE_AFTER_FAILURE = 5.0
@@ -378,22 +400,16 @@ class RedisStore:
             self._paused_until = time.monotonic() + self.PAUSE_AFTER_FAILURE
             raise
 
-    def _slot(self, budget: str, key: str, window: str) -> str:
+    # --- key layout: {prefix}:spent:["budget","key","window"], :held:[...], :slots:["budget","window"] ---
+    @staticmethod
+    def _slot(budget: str, key: str, window: str) -> str:
         return json.dumps([budget, key, window], separators=(",", ":"))
 
     def _keys(self, slot: str) -> tuple[str, str]:
         return f"{self._tag}:spent:{slot}", f"{self._tag}:held:{slot}"
 
-    def _index(self, budget: str) -> str:
-        return f"{self._tag}:slots:" + json.dumps([budget])
-
-    @property
-    def _budgets(self) -> str:
-        return f"{self._tag}:budgets"
-
-    def _remember(self, pipe: Any, budget: str, slot: str) -> None:
-        pipe.sadd(self._index(budget), slot)
-        pipe.sadd(self._budgets, budget)
+    def _index(self, budget: str, window: str) -> str:
+        return f"{self._tag}:slots:" + json.dumps([budget, window], separators=(",", ":"))
 
     def reserve(self, claims: Sequence[Claim]) -> list[Reservation] | Refusal:
         return self._guarded(lambda: self._reserve(claims))  # type: ignore[no-any-return]
@@ -406,37 +422,43 @@ class RedisStore:
         for claim in claims:
             rid = uuid.uuid4().hex
             slot = self._slot(claim.budget, claim.key, claim.window)
-            keys.extend((*self._keys(slot), self._index(claim.budget)))
+            keys.extend((*self._keys(slot), self._index(claim.budget, claim.window)))
             limit = -1 if claim.limit is None else _to_nanos(claim.limit) if claim.limit >= 0 else 0
-            args.extend([_to_nanos(claim.amount), limit, rid, slot, claim.budget])
+            args.extend([_to_nanos(claim.amount), limit, rid, slot, _retention(claim.window)])
             reservations.append(Reservation(rid, claim.budget, claim.key, claim.window, claim.amount))
-        keys.append(self._budgets)
         result = self._reserve_script(keys=keys, args=args)
         refused = int(result[0])
         if refused:
             return Refusal(claims[refused - 1], _from_nanos(float(result[1])), _from_nanos(float(result[2])))
         return reservations
 
-    def settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
-        self._guarded(lambda: self._settle(reservations, actual))
-
-    def _settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
-        nanos = _to_nanos(actual)
-        with self._redis.pipeline(transaction=True) as pipe:
-            for r in reservations:
-                spent_key, held_key = self._keys(self._slot(r.budget, r.key, r.window))
-                pipe.zrem(held_key, f"{r.id}:{_to_nanos(r.amount)}")
-                if nanos:
-                    pipe.incrby(spent_key, nanos)
-            pipe.execute()
-
-    def add(self, budget: str, key: str, window: str, amount: Decimal) -> None:
+    def _record_spend(self, pipe: Any, budget: str, key: str, window: str, nanos: int) -> None:
         slot = self._slot(budget, key, window)
+        spent_key, index = self._keys(slot)[0], self._index(budget, window)
+        pipe.incrby(spent_key, nanos)
+        pipe.sadd(index, slot)
+        retention = _retention(window)
+        if retention:
+            pipe.expire(spent_key, retention)
+            pipe.expire(index, retention)
+
+    def settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
+        nanos = _to_nanos(actual)
 
         def work() -> None:
             with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incrby(self._keys(slot)[0], _to_nanos(amount))
-                self._remember(pipe, budget, slot)
+                for r in reservations:
+                    pipe.zrem(self._keys(self._slot(r.budget, r.key, r.window))[1], f"{r.id}:{_to_nanos(r.amount)}")
+                    if nanos:
+                        self._record_spend(pipe, r.budget, r.key, r.window, nanos)
+                pipe.execute()
+
+        self._guarded(work)
+
+    def add(self, budget: str, key: str, window: str, amount: Decimal) -> None:
+        def work() -> None:
+            with self._redis.pipeline(transaction=True) as pipe:
+                self._record_spend(pipe, budget, key, window, _to_nanos(amount))
                 pipe.execute()
 
         self._guarded(work)
@@ -460,18 +482,22 @@ class RedisStore:
 
     def keys(self, budget: str, window: str) -> list[tuple[str, Decimal, Decimal]]:
         def work() -> list[tuple[str, Decimal, Decimal]]:
-            slots = [slot for slot in self._redis.smembers(self._index(budget)) if json.loads(slot)[2] == window]
+            slots = sorted(self._redis.smembers(self._index(budget, window)))
             return [(json.loads(slot)[1], spent, held) for slot, (spent, held) in zip(slots, self._usage_of(slots))]
 
         return self._guarded(work)  # type: ignore[no-any-return]
 
     def clear(self, budget: str | None = None) -> None:
-        budgets = [budget] if budget is not None else list(self._redis.smembers(self._budgets))
-        for name in budgets:
-            index = self._index(name)
-            doomed = [k for slot in self._redis.smembers(index) for k in self._keys(slot)]
-            self._redis.delete(*doomed, index)
-            self._redis.srem(self._budgets, name)
+        """Delete a budget's data (or all of it) in every window; a rare, administrative scan."""
+        prefix = f"{self._tag}:"
+        doomed = []
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # the prefix, glob-escaped
+        for name in self._redis.scan_iter(match=pattern, count=1000):
+            kind, _, encoded = name[len(prefix):].partition(":")
+            if kind in ("spent", "held", "slots") and (budget is None or json.loads(encoded)[0] == budget):
+                doomed.append(name)
+        for start in range(0, len(doomed), 500):
+            self._redis.delete(*doomed[start:start + 500])
 
 
 def store_from_url(url: str) -> BudgetStore:
