@@ -27,6 +27,10 @@ _POPULAR_MODELS: tuple[tuple[str, str], ...] = (
     ("anthropic", "claude-opus-4-1"),
     ("gcp.gemini", "gemini-2.5-pro"),
     ("gcp.gemini", "gemini-2.5-flash"),
+    ("aws.bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0"),
+    ("aws.bedrock", "amazon.nova-pro-v1:0"),
+    ("mistral_ai", "mistral-small-2603"),
+    ("cohere", "command-a-03-2025"),
 )
 
 
@@ -73,11 +77,13 @@ def _cmd_prices(args: argparse.Namespace, book: PriceBook) -> int:
         age = status["age_seconds"]
         print(f"price source: {status['source']} (genai-prices {status['genai_prices_version']}"
               + (f", {age / 3600:.1f} h old" if age is not None else "") + ")")
-        print(f"{'model':32} {'source':8} {'input':>10} {'output':>10} {'cache read':>10} {'cache write':>11}  USD per 1M tokens")
+        width = max([32, *(len(row["model"]) for row in rows)])
+        print(f"{'model':{width}} {'source':8} {'input':>10} {'output':>10} {'cache read':>10} {'cache write':>11}"
+              "  USD per 1M tokens")
         for row in rows:
             cells = [row.get(k, "-") or "-" for k in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")]
             cells = [c.split(" ")[0] + ("*" if " " in c else "") for c in cells]
-            print(f"{row['model']:32} {row['source']:8} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {cells[3]:>11}")
+            print(f"{row['model']:{width}} {row['source']:8} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {cells[3]:>11}")
         if any("(" in str(v) for row in rows for v in row.values()):
             print("* tiered: a higher rate applies above a prompt-size threshold (see --json)")
     unknown = [row["model"] for row in rows if row["source"] == "unknown"]
