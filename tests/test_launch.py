@@ -54,22 +54,25 @@ def _scrape_when(process: subprocess.Popen, port: int, marker: str, timeout: flo
     return samples
 
 
+def _metrics_of(script: str, marker: str, **env: str) -> dict:
+    """Launch `script` with Prometheus metrics on, wait for `marker` on its stdout, scrape, stop it."""
+    port = _free_port()
+    app = _launch(script, {"OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+                           "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", **env})
+    try:
+        return _scrape_when(app, port, marker)
+    finally:
+        app.kill()
+        app.wait()
+
+
 def _total(samples: dict, name: str, **labels: str) -> float:
     return sum(v for lbl, v in samples.get(name, []) if all(lbl.get(k) == val for k, val in labels.items()))
 
 
 def test_quickstart_under_opentelemetry_instrument_serves_cost_and_budget_metrics():
-    port = _free_port()
-    app = _launch("quickstart.py", {
-        "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
-        "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_LLM_COST_BUDGET_USD": "5", "QUICKSTART_HOLD_SECONDS": "30",
-    })
-    try:
-        samples = _scrape_when(app, port, "quickstart done")
-    finally:
-        app.kill()
-        app.wait()
+    samples = _metrics_of("quickstart.py", "quickstart done", OTEL_LLM_COST_BUDGET_USD="5",
+                          QUICKSTART_HOLD_SECONDS="30")
     # 3 x gpt-4o-mini: 1,200 in (1,024 cached) + 150 out at $0.15 / $0.075 / $0.60 per 1M = $0.0001932
     per_call = Decimal(176) * Decimal("0.15") / 10**6 + Decimal(1024) * Decimal("0.075") / 10**6 + \
         Decimal(150) * Decimal("0.6") / 10**6
@@ -85,16 +88,7 @@ def test_quickstart_under_opentelemetry_instrument_serves_cost_and_budget_metric
 
 
 def test_anthropic_native_spans_and_budget_in_one_launch_each_call_counted_once():
-    port = _free_port()
-    app = _launch("agent_with_budget.py", {
-        "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
-        "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", "AGENT_HOLD_SECONDS": "30",
-    })
-    try:
-        samples = _scrape_when(app, port, "budget:")
-    finally:
-        app.kill()
-        app.wait()
+    samples = _metrics_of("agent_with_budget.py", "budget:", AGENT_HOLD_SECONDS="30")
     assert _total(samples, "llm_cost_calls_total", llm_cost_outcome="ok") == 3
     assert _total(samples, "llm_cost_calls_total", llm_cost_outcome="blocked") == 1
     assert _total(samples, "llm_cost_budget_blocked_total", llm_cost_budget_name="agent-session") == 1
@@ -127,16 +121,7 @@ def test_an_unmodified_gemini_and_bedrock_app_gets_cost_metrics(tmp_path):
     botocore instrumentation loads too, and each call is still counted once."""
     script = tmp_path / "app.py"
     script.write_text(_GEMINI_AND_BEDROCK_APP)
-    port = _free_port()
-    app = _launch(str(script), {
-        "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
-        "OTEL_TRACES_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none",
-    })
-    try:
-        samples = _scrape_when(app, port, "calls done")
-    finally:
-        app.kill()
-        app.wait()
+    samples = _metrics_of(str(script), "calls done")
     # Gemini 2.5 Flash $0.30 / $2.50 per 1M (ai.google.dev/gemini-api/docs/pricing, read 2025-11);
     # Nova Pro $0.80 / $3.20 per 1M (aws.amazon.com/bedrock/pricing, read 2025-10); 10,000 in, 1,000 out each.
     cost = "gen_ai_client_operation_cost_USD_sum"

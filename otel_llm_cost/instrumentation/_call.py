@@ -37,7 +37,7 @@ from otel_llm_cost.sessions import CallRecord, LastUsage, publish_exact_record, 
 from otel_llm_cost.usage import Usage
 
 __all__ = [
-    "Request", "Outcome", "StreamAccumulator", "UsageChunks", "Endpoint", "LLMCall", "wrap_endpoint", "run_sync",
+    "Request", "Outcome", "StreamAccumulator", "UsageChunks", "Endpoint", "streaming", "LLMCall", "wrap_endpoint", "run_sync",
     "run_async",
 ]
 
@@ -141,11 +141,27 @@ class _UsageChunkStream:
         return outcome
 
 
+RequestReader = Callable[[Any, tuple[Any, ...], dict[str, Any]], Request | None]
+
+
+def streaming(read_request: RequestReader) -> RequestReader:
+    """The request reader of an SDK's stream method, from the reader of its plain one: same
+    request, marked as a stream (`generate_content_stream`, `chat.stream`, `messages.stream()`...)."""
+
+    def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+        request = read_request(instance, args, kwargs)
+        if request is not None:
+            request.stream = True
+        return request
+
+    return read
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """How one SDK method is read. Pure functions of the SDK's shapes, no telemetry."""
 
-    read_request: Callable[[Any, tuple[Any, ...], dict[str, Any]], Request | None]
+    read_request: RequestReader
     read_response: Callable[[Any], Outcome]
     new_accumulator: Callable[[Request], StreamAccumulator] | None = None
     stream_key: str | None = None

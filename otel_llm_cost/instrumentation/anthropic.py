@@ -20,6 +20,7 @@ from otel_llm_cost.instrumentation._call import (
     read_request,
     run_async,
     run_sync,
+    streaming,
 )
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import as_dict, field, given, given_int, given_str, text
@@ -43,12 +44,6 @@ def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
         system=given(kwargs.get("system")),
         tools=given(kwargs.get("tools")),
     )
-
-
-def _read_stream_helper_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
-    request = _read_request(instance, args, kwargs)
-    request.stream = True
-    return request
 
 
 def _read_response(message: Any) -> Outcome:
@@ -104,7 +99,7 @@ class _MessagesStream:
 
 
 MESSAGES = Endpoint(_read_request, _read_response, _MessagesStream)
-STREAM_HELPER = Endpoint(_read_stream_helper_request, _read_response, _MessagesStream)
+STREAM_HELPER = Endpoint(streaming(_read_request), _read_response, _MessagesStream)
 
 
 def _stream_helper_wrapper(is_async: bool) -> Callable[[CallContext], Callable[..., Any]]:

@@ -29,7 +29,7 @@ from otel_llm_cost.instrumentation._call import (
     run_sync,
 )
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import field, given_int, text
+from otel_llm_cost.instrumentation._read import field, given_int, given_str, text
 from otel_llm_cost.usage import usage_from_bedrock_converse
 
 __all__ = ["BedrockInstrumentor"]
@@ -147,7 +147,7 @@ def _read_invoke_request(client: Any, args: tuple[Any, ...], kwargs: dict[str, A
                              field(body.get("inferenceConfig"), "max_new_tokens"),
                              field(body.get("textGenerationConfig"), "maxTokenCount")),
         stream=args[0] == "InvokeModelWithResponseStream",
-        service_tier=params.get("serviceTier") if isinstance(params.get("serviceTier"), str) else None,
+        service_tier=given_str(params.get("serviceTier")),
         prompt=body.get("messages") or body.get("prompt") or body.get("inputText") or params.get("body"),
         system=body.get("system"),
         tools=body.get("tools"),

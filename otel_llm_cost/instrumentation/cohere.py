@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, given_str, text
 from otel_llm_cost.usage import usage_from_cohere_chat
@@ -19,7 +19,7 @@ from otel_llm_cost.usage import usage_from_cohere_chat
 __all__ = ["CohereInstrumentor"]
 
 
-def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], stream: bool = False) -> Request:
+def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     return Request(
         operation="chat",
         provider="cohere",
@@ -27,14 +27,9 @@ def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
         model=given_str(kwargs.get("model")),
         kwargs=kwargs,
         max_tokens=given_int(kwargs.get("max_tokens")),
-        stream=stream,
         prompt=kwargs.get("messages"),
         tools=kwargs.get("tools"),
     )
-
-
-def _read_stream_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
-    return _read_request(instance, args, kwargs, stream=True)
 
 
 def _finish(reason: Any) -> tuple[str, ...]:
@@ -61,7 +56,7 @@ _EVENTS = UsageChunks(
     finish_reasons=lambda event: _finish(field(_message_end(event), "finish_reason")),
 )
 CHAT = Endpoint(_read_request, _read_response)
-CHAT_STREAM = Endpoint(_read_stream_request, _read_response, _EVENTS)
+CHAT_STREAM = Endpoint(streaming(_read_request), _read_response, _EVENTS)
 
 _MODULE = "cohere.v2.client"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, text
 from otel_llm_cost.usage import usage_from_gemini
@@ -48,7 +48,7 @@ def _enum_text(value: Any) -> str | None:
     return value.lower() if isinstance(value, str) and value else None
 
 
-def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], stream: bool = False) -> Request:
+def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     config = kwargs.get("config")
     return Request(
         operation="chat",
@@ -57,16 +57,11 @@ def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
         model=_model_name(kwargs.get("model")),
         kwargs=kwargs,
         max_tokens=given_int(_config(config, "max_output_tokens", "maxOutputTokens")),
-        stream=stream,
         service_tier=_enum_text(_config(config, "service_tier", "serviceTier")),
         prompt=kwargs.get("contents"),
         system=_config(config, "system_instruction", "systemInstruction"),
         tools=_config(config, "tools", "tools"),
     )
-
-
-def _read_stream_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
-    return _read_request(instance, args, kwargs, stream=True)
 
 
 def _finish_reasons(response: Any) -> tuple[str, ...]:
@@ -90,7 +85,7 @@ def _read_response(response: Any) -> Outcome:
 GENERATE_CONTENT = Endpoint(_read_request, _read_response)
 # Every chunk repeats `usage_metadata`, cumulatively; a candidate's finish reason ends the call.
 _CONTENT_STREAM = UsageChunks(_read_response, lambda chunk: field(chunk, "usage_metadata") is not None, _finish_reasons)
-GENERATE_CONTENT_STREAM = Endpoint(_read_stream_request, _read_response, _CONTENT_STREAM)
+GENERATE_CONTENT_STREAM = Endpoint(streaming(_read_request), _read_response, _CONTENT_STREAM)
 
 _MODULE = "google.genai.models"
 

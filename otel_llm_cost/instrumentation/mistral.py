@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import choice_finish_reasons, field, given_int, given_str, text
 from otel_llm_cost.usage import usage_from_mistral_chat
@@ -17,7 +17,7 @@ from otel_llm_cost.usage import usage_from_mistral_chat
 __all__ = ["MistralInstrumentor"]
 
 
-def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], stream: bool = False) -> Request:
+def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     return Request(
         operation="chat",
         provider="mistral_ai",
@@ -25,15 +25,10 @@ def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], 
         model=given_str(kwargs.get("model")),
         kwargs=kwargs,
         max_tokens=given_int(kwargs.get("max_tokens")),
-        stream=stream,
         service_tier=given_str(kwargs.get("service_tier")),
         prompt=kwargs.get("messages"),
         tools=kwargs.get("tools"),
     )
-
-
-def _read_stream_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
-    return _read_request(instance, args, kwargs, stream=True)
 
 
 def _read_response(response: Any) -> Outcome:
@@ -54,7 +49,7 @@ _CHUNKS = UsageChunks(
     chunk_of=lambda event: field(event, "data"),
 )
 COMPLETE = Endpoint(_read_request, _read_response)
-STREAM = Endpoint(_read_stream_request, _read_response, _CHUNKS)
+STREAM = Endpoint(streaming(_read_request), _read_response, _CHUNKS)
 
 _MODULE = "mistralai.client.chat"
 
