@@ -17,8 +17,8 @@ from opentelemetry import metrics, trace
 from otel_llm_cost import _state
 from otel_llm_cost.budget.guard import BudgetGuard
 from otel_llm_cost.budget.loading import budgets_from_settings
-from otel_llm_cost.budget.stores import store_from_url
-from otel_llm_cost.config import Settings, prepare_price_book
+from otel_llm_cost.budget.stores import StoreOpenError, store_from_url
+from otel_llm_cost.config import BUDGET_STORE, ConfigError, Settings, prepare_price_book
 from otel_llm_cost.processor import CostSpanProcessor
 
 __all__ = ["configure", "runtime", "Runtime"]
@@ -56,7 +56,14 @@ def runtime(create: bool = True) -> Runtime | None:
 
 
 def _new_guard(settings: Settings) -> BudgetGuard:
-    guard = BudgetGuard(store_from_url(settings.budget_store), default_output_tokens=settings.default_output_tokens)
+    """The budget guard over the configured store. A store that cannot be used stops start-up: running
+    without the budget the user asked for is the one failure we must not hide."""
+    try:
+        store = store_from_url(settings.budget_store)
+    except StoreOpenError as error:
+        raise ConfigError(f"{BUDGET_STORE}={settings.budget_store!r} cannot be used: {error}") from None
+    guard = BudgetGuard(store, default_output_tokens=settings.default_output_tokens,
+                        on_store_failure=settings.budget_store_failure)
     for budget in budgets_from_settings(settings):
         guard.set(budget)
     return guard
@@ -79,7 +86,7 @@ def configure(tracer_provider: Any = None, meter_provider: Any = None, *, instru
               **settings: Any) -> CostSpanProcessor:
     """Attach the cost processor (and metrics) once, instrument the installed SDKs, return the processor.
 
-    Keyword settings are those of ARCHITECTURE section 4 (`budget_usd=5`, `budget_window="day"`, ...) and win
+    Keyword settings are the OTEL_LLM_COST_* variables in lower case without the prefix (`budget_usd=5`, `budget_window="day"`, ...) and win
     over the environment. A second call is a no-op that returns the same processor.
     """
     global _runtime

@@ -24,15 +24,21 @@ from otel_llm_cost.pricing import PricingError
 def _or_exit(step: Callable[[], Any]) -> Any:
     """Run a start-up step; on a bad setting print one line and exit with status 2.
 
-    `os._exit`, not `SystemExit`: these hooks run inside Python's `sitecustomize`, where a SystemExit
-    becomes a "Fatal Python error" with a traceback, and nothing of the app has started yet.
+    Any other error stops start-up too, in one line: opentelemetry-instrument would log a traceback,
+    then run the app with no tracing and, worse, no budget. Set OTEL_LLM_COST_ENABLED=false to run
+    without us. `os._exit`, not `SystemExit`: these hooks run inside Python's `sitecustomize`, where a
+    SystemExit becomes a "Fatal Python error" with a traceback, and nothing of the app has started yet.
     """
     try:
         return step()
     except (ConfigError, BudgetError, PricingError) as error:
-        print(f"otel-llm-cost: {error}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        os._exit(2)
+        message = str(error)
+    except Exception as error:  # a bug of ours, or an environment we did not foresee
+        message = (f"start-up failed ({type(error).__name__}: {error}); "
+                   "set OTEL_LLM_COST_ENABLED=false to run the app without otel-llm-cost")
+    print(f"otel-llm-cost: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(2)
 
 
 def pre_instrument() -> None:

@@ -1,4 +1,4 @@
-"""Settings from the OTEL_LLM_COST_* environment variables (ARCHITECTURE section 4).
+"""Settings from the OTEL_LLM_COST_* environment variables (the README's configuration table).
 
 Every variable is read here and nowhere else. A bad value raises `ConfigError` at start-up with
 one line that names the variable and the value, so a typo never silently disables a budget.
@@ -23,6 +23,7 @@ USER_BUDGET_USD: Final = "OTEL_LLM_COST_USER_BUDGET_USD"
 BUDGETS_FILE: Final = "OTEL_LLM_COST_BUDGETS_FILE"
 ON_EXCEED: Final = "OTEL_LLM_COST_ON_EXCEED"
 BUDGET_STORE: Final = "OTEL_LLM_COST_BUDGET_STORE"
+BUDGET_STORE_FAILURE: Final = "OTEL_LLM_COST_BUDGET_STORE_FAILURE"
 DEFAULT_OUTPUT_TOKENS: Final = "OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS"
 PRICING_FILE: Final = "OTEL_LLM_COST_PRICING_FILE"
 PRICES_UPDATE: Final = "OTEL_LLM_COST_PRICES_UPDATE"
@@ -35,6 +36,7 @@ MAX_SESSIONS: Final = "OTEL_LLM_COST_MAX_SESSIONS"
 
 WINDOWS: Final = ("total", "hour", "day", "week", "month")
 POLICIES: Final = ("raise", "warn")
+STORE_FAILURE_POLICIES: Final = ("allow", "refuse")
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -54,6 +56,7 @@ class Settings:
     budgets_file: Path | None = None
     on_exceed: str = "raise"
     budget_store: str = "memory"
+    budget_store_failure: str = "allow"
     default_output_tokens: int = 1024
     pricing_file: Path | None = None
     prices_update: bool = False
@@ -134,6 +137,13 @@ def parse_policy(variable: str, raw: str) -> str:
     return raw.lower()
 
 
+def parse_store_failure(variable: str, raw: str) -> str:
+    if raw.lower() not in STORE_FAILURE_POLICIES:
+        raise ConfigError(f"{variable}={raw!r} is not a failure policy; use allow (calls go ahead while the "
+                          "budget store is unreachable) or refuse")
+    return raw.lower()
+
+
 def parse_store(variable: str, raw: str) -> str:
     if raw == "memory" or raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
         return raw
@@ -190,6 +200,7 @@ _PARSERS: Final[dict[str, tuple[str, Any]]] = {
     "budgets_file": (BUDGETS_FILE, parse_readable_file),
     "on_exceed": (ON_EXCEED, parse_policy),
     "budget_store": (BUDGET_STORE, parse_store),
+    "budget_store_failure": (BUDGET_STORE_FAILURE, parse_store_failure),
     "default_output_tokens": (DEFAULT_OUTPUT_TOKENS, parse_positive_int),
     "pricing_file": (PRICING_FILE, parse_readable_file),
     "prices_update": (PRICES_UPDATE, parse_bool),

@@ -113,6 +113,18 @@ def estimate_input_tokens(messages_or_prompt: Any, *, system: Any = None, tools:
     return tokens
 
 
+def worst_case_usage(
+    messages_or_prompt: Any, max_tokens: int | None, default_output_tokens: int = DEFAULT_OUTPUT_TOKENS, *,
+    system: Any = None, tools: Any = None,
+) -> Usage:
+    """The most a request can bill: the upper bound of its input and all of `max_tokens` (or the default)
+    as output. Budgets reserve it before sending, and a call whose real usage never arrives is charged it."""
+    output_tokens = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else default_output_tokens
+    input_tokens = estimate_input_tokens(messages_or_prompt if messages_or_prompt is not None else "",
+                                         system=system, tools=tools)
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+
+
 def estimate_cost(
     model: str,
     messages_or_prompt: Any,

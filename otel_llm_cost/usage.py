@@ -37,7 +37,6 @@ could be read, so the caller can flag the cost as uncertain instead of crashing 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -112,6 +111,12 @@ class Usage:
         )
 
 
+MAX_PLAUSIBLE_TOKENS = 100_000_000
+"""No single call reads or writes more tokens than this: ten times the largest context window sold
+(10M) and hundreds of times any output limit. A larger count (`1e308`, `10**12`) is a malformed
+report, not usage, and believing it would exhaust a budget for good."""
+
+
 class _Reader:
     """Reads counts from a dict or an SDK object, noting anything malformed instead of raising."""
 
@@ -122,7 +127,7 @@ class _Reader:
 
     def count(self, payload: Any, *path: str, required: bool = False) -> int:
         value = dig(payload, *path)
-        if type(value) is int and value >= 0:  # the common case, first
+        if type(value) is int and 0 <= value <= MAX_PLAUSIBLE_TOKENS:  # the common case, first
             return value
         if value is None:
             if required:
@@ -131,9 +136,9 @@ class _Reader:
         if isinstance(value, bool):
             self.complete = False
             return 0
-        if isinstance(value, int) and value >= 0:
-            return value
-        if isinstance(value, float) and math.isfinite(value) and value >= 0 and value.is_integer():
+        if isinstance(value, int) and 0 <= value <= MAX_PLAUSIBLE_TOKENS:
+            return int(value)
+        if isinstance(value, float) and 0 <= value <= MAX_PLAUSIBLE_TOKENS and value.is_integer():
             return int(value)
         self.complete = False
         return 0

@@ -132,11 +132,13 @@ def test_an_unreachable_store_allows_calls_and_says_so_once(instrumented, openai
     finally:
         _state.set_budget_hook(None)
     assert fake.request_count("/chat/completions") == 3
-    reserve_failures = [r for r in caplog.records if "budget reservation failed" in r.getMessage()]
-    assert len(reserve_failures) == 1
+    outage = [r for r in caplog.records if "budget store unreachable" in r.getMessage()]
+    assert len(outage) == 1 and outage[0].levelname == "WARNING" and outage[0].exc_info is None
+    assert "calls are allowed and their spend is queued" in outage[0].getMessage()
+    assert len(caplog.records) == 1
 
 
-def test_budget_gauges_of_an_unreachable_store_are_skipped_not_raised(caplog):
+def test_budget_gauges_of_an_unreachable_store_report_the_last_known_state(caplog):
     import logging
 
     from opentelemetry.sdk.metrics import MeterProvider
@@ -152,10 +154,11 @@ def test_budget_gauges_of_an_unreachable_store_are_skipped_not_raised(caplog):
     CostMetrics(MeterProvider(metric_readers=[reader]), guard=guard)
     with caplog.at_level(logging.WARNING):
         for _ in range(3):
-            reader.get_metrics_data()
-    ours = [r for r in caplog.records if "could not read the budgets" in r.getMessage()]
-    assert len(ours) == 1
-    assert not [r for r in caplog.records if r.name.startswith("opentelemetry")]
+            data = reader.get_metrics_data()
+    limits = [point.value for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+              if m.name == "llm_cost.budget.limit" for point in m.data.data_points]
+    assert limits == [1.0]
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["otel-llm-cost: budget store unreachable"]
 
 
 def test_redis_keeps_a_window_only_a_while_after_it_ends_and_total_for_ever(redis_url):

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
-__all__ = ["Budget", "BudgetStatus", "BudgetExceededError", "BudgetError", "SCOPES", "WINDOWS", "POLICIES"]
+__all__ = [
+    "Budget", "BudgetStatus", "BudgetExceededError", "BudgetStoreUnavailableError", "BudgetError", "SCOPES", "WINDOWS",
+    "POLICIES",
+]
 
 SCOPES: Final = ("global", "session", "user", "tag")
 WINDOWS: Final = ("total", "hour", "day", "week", "month")
@@ -40,6 +43,17 @@ class BudgetExceededError(RuntimeError):
         super().__init__(
             f"budget {budget!r}{scope} would be exceeded: limit ${limit}, spent ${spent}, this call up to ${estimate}"
         )
+
+
+class BudgetStoreUnavailableError(BudgetExceededError):
+    """A call was refused before it was sent because the shared budget store could not be reached and
+    OTEL_LLM_COST_BUDGET_STORE_FAILURE is `refuse`. A `BudgetExceededError`, so one `except` covers both."""
+
+    def __init__(self, budget: str, limit: Decimal, estimate: Decimal, reason: str) -> None:
+        RuntimeError.__init__(
+            self, f"budget {budget!r} cannot be checked: the budget store is unreachable ({reason}); "
+                  f"calls are refused until it is back (OTEL_LLM_COST_BUDGET_STORE_FAILURE=refuse)")
+        self.budget, self.limit, self.spent, self.estimate, self.key = budget, limit, Decimal(0), estimate, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +126,14 @@ class BudgetStatus:
     reserved: Decimal
     key: str | None = None
     exhausted_keys: int = 0
+    stale: bool = False
+    """True when the budget store was unreachable: the figures are the last known, plus spend queued since."""
+
+    def __repr__(self) -> str:
+        key = f", key={self.key!r}" if self.key else ""
+        stale = ", stale=True" if self.stale else ""
+        return (f"BudgetStatus(name={self.name!r}{key}, limit=${self.limit}, spent=${self.spent}, "
+                f"reserved=${self.reserved}, remaining=${self.remaining}, utilization={self.utilization:.1%}{stale})")
 
     @property
     def remaining(self) -> Decimal:

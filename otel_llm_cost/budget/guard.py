@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from otel_llm_cost import attributes as attr
 from otel_llm_cost._log import warn_once
-from otel_llm_cost.budget import Budget, BudgetExceededError, BudgetStatus
-from otel_llm_cost.budget.stores import BudgetStore, Claim, MemoryStore, Refusal, Reservation
-from otel_llm_cost.estimate import estimate_cost
-from otel_llm_cost.pricing import Cost, PriceBook
+from otel_llm_cost.budget import Budget, BudgetExceededError, BudgetStatus, BudgetStoreUnavailableError
+from otel_llm_cost.budget.outage import buffered
+from otel_llm_cost.budget.stores import BudgetStore, Claim, MemoryStore, Refusal, Reservation, StoreUnavailable
+from otel_llm_cost.estimate import worst_case_usage
+from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
 
 if TYPE_CHECKING:
     from otel_llm_cost.context import SessionContext
@@ -81,8 +82,9 @@ class BudgetGuard:
         default_output_tokens: int = 1024,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         price_book: PriceBook | None = None,
+        on_store_failure: str = "allow",
     ) -> None:
-        self.store: BudgetStore = store or MemoryStore()
+        self.store: BudgetStore = buffered(store or MemoryStore(), on_store_failure)
         self.default_output_tokens = default_output_tokens
         self.clock = clock
         self.price_book = price_book
@@ -117,24 +119,28 @@ class BudgetGuard:
         if not applicable:
             return
         request = call.request
-        estimate = estimate_cost(
-            request.model or "", request.prompt or "", request.max_tokens, provider=request.provider,
-            default_output_tokens=self.default_output_tokens, service_tier=request.service_tier,
-            price_book=self.price_book,
-        )
+        worst = worst_case_usage(request.prompt, request.max_tokens, self.default_output_tokens,
+                                 system=request.system, tools=request.tools)
+        cost = (self.price_book or default_price_book()).compute_cost(
+            request.provider, request.model or "", worst, service_tier=request.service_tier, batch=request.batch)
         names = ",".join(b.name for b, _ in applicable)
-        if estimate.cost is None:
+        if cost is None:
             self.unpriced_calls += 1
             warn_once(_logger, ("unpriced-budget", request.model),
                       "otel-llm-cost: no price for model %r; budgets %s are best-effort for it "
                       "(set one with set_pricing)", request.model, names)
             call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: "allowed"})
             return
-        amount = estimate.cost.total
+        amount = cost.total
         now = self.clock()
         claims = [Claim(b.name, key, window_id(b.window, now), amount, b.limit if b.on_exceed == "raise" else None)
                   for b, key in applicable]
-        result = self.store.reserve(claims)
+        try:
+            result = self.store.reserve(claims)
+        except StoreUnavailable as error:  # only under the `refuse` failure policy
+            budget = next((b for b, _ in applicable if b.on_exceed == "raise"), applicable[0][0])
+            self.blocked[budget.name] += 1
+            raise BudgetStoreUnavailableError(budget.name, budget.limit, amount, str(error)) from None
         if isinstance(result, Refusal):
             self.blocked[result.claim.budget] += 1
             raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO,
@@ -151,7 +157,7 @@ class BudgetGuard:
             spent, reserved = self.store.usage(claim.budget, claim.key, claim.window)
             if spent + reserved > budget.limit:
                 warned = True
-                warn_once(_logger, ("budget-warn", budget.name, key, claim.window),
+                warn_once(_logger, ("budget-warn", budget.name, claim.window),
                           "otel-llm-cost: budget %r%s is over its limit of $%s (spent and reserved: $%s)",
                           budget.name, f" for {key!r}" if key else "", budget.limit, spent + reserved)
         return warned
@@ -188,17 +194,29 @@ class BudgetGuard:
         window = window_id(budget.window, self.clock())
         if budget.scope == "global" or key is not None:
             spent, reserved = self.store.usage(budget.name, key or "", window)
-            return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, spent, reserved, key)
+            return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, spent, reserved, key,
+                                stale=self.stale)
         return self._worst_key(budget, window)
+
+    @property
+    def stale(self) -> bool:
+        """True while a shared store is unreachable (statuses are then the last known state)."""
+        return bool(getattr(self.store, "stale", False))
+
+    def flush(self) -> bool:
+        """Apply spend queued during a store outage; True when nothing is left queued."""
+        flush = getattr(self.store, "flush", None)
+        return flush() if flush is not None else True
 
     def _worst_key(self, budget: Budget, window: str) -> BudgetStatus:
         """A per-key budget seen whole: its worst key, and how many keys are exhausted."""
         keys = self.store.keys(budget.name, window)
         exhausted = sum(1 for _, s, r in keys if s + r >= budget.limit)
         if not keys:
-            return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, ZERO, ZERO)
+            return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, ZERO, ZERO, stale=self.stale)
         key, spent, reserved = max(keys, key=lambda k: (k[1] + k[2], k[0]))
-        return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, spent, reserved, key, exhausted)
+        return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, spent, reserved, key, exhausted,
+                            stale=self.stale)
 
     def statuses(self) -> Iterable[BudgetStatus]:
         for name in list(self._budgets):

@@ -23,9 +23,19 @@ from typing import Any, Protocol
 
 __all__ = [
     "Claim", "Reservation", "Refusal", "BudgetStore", "MemoryStore", "SqliteStore", "RedisStore", "store_from_url",
+    "StoreUnavailable", "StoreOpenError",
 ]
 
 ZERO = Decimal(0)
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached. The operation did not take effect, or (for a write given an
+    `op_id`) may be retried safely: a write is applied at most once per `op_id`."""
+
+
+class StoreOpenError(ValueError):
+    """The store named by a URL cannot be used at all (bad path, not a database, missing package)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +68,9 @@ class Refusal:
 class BudgetStore(Protocol):
     def reserve(self, claims: Sequence[Claim]) -> list[Reservation] | Refusal: ...
 
-    def settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None: ...
+    def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None: ...
 
-    def add(self, budget: str, key: str, window: str, amount: Decimal) -> None: ...
+    def add(self, budget: str, key: str, window: str, amount: Decimal, op_id: str | None = None) -> None: ...
 
     def usage(self, budget: str, key: str, window: str) -> tuple[Decimal, Decimal]: ...
 
@@ -106,7 +116,7 @@ class MemoryStore:
                 reservations.append(Reservation(rid, claim.budget, claim.key, claim.window, claim.amount))
             return reservations
 
-    def settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
+    def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None:
         with self._lock:
             for r in reservations:
                 slot = (r.budget, r.key, r.window)
@@ -119,7 +129,7 @@ class MemoryStore:
                     self._spent[slot] = self._spent.get(slot, ZERO) + actual
             self._prune()
 
-    def add(self, budget: str, key: str, window: str, amount: Decimal) -> None:
+    def add(self, budget: str, key: str, window: str, amount: Decimal, op_id: str | None = None) -> None:
         with self._lock:
             slot = (budget, key, window)
             self._spent[slot] = self._spent.get(slot, ZERO) + amount
@@ -171,7 +181,10 @@ class SqliteStore:
     """Several processes share one budget through a SQLite file.
 
     WAL lets readers go on while one process writes; ``BEGIN IMMEDIATE`` takes the write lock before
-    reading the totals, so check-and-reserve is atomic across processes.
+    reading the totals, so check-and-reserve is atomic across processes. A transaction either commits
+    or leaves nothing, so a write that failed may simply be retried. A file that cannot be a budget
+    store (missing directory, a directory, not a database, unwritable) raises `StoreOpenError` here,
+    at start-up; a fault later (disk error, lock timeout) raises `StoreUnavailable`.
     """
 
     _SCHEMA = """
@@ -189,9 +202,15 @@ class SqliteStore:
         self.ttl = ttl
         self._clock = clock
         self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = self._connection()
-        connection.executescript(self._SCHEMA)
+        if not self.path.parent.is_dir():
+            raise StoreOpenError(f"directory {str(self.path.parent)!r} does not exist")
+        if self.path.is_dir():
+            raise StoreOpenError(f"{str(self.path)!r} is a directory")
+        try:
+            self._connection().executescript(self._SCHEMA)
+        except sqlite3.Error as error:
+            self._local.connection = None
+            raise StoreOpenError(f"cannot open {str(self.path)!r} as a SQLite database: {error}") from None
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -204,15 +223,18 @@ class SqliteStore:
         return connection
 
     def _transaction(self, work: Callable[[sqlite3.Connection], object]) -> object:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
         try:
-            result = work(connection)
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-        return result
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+        except sqlite3.OperationalError as error:  # locked past the busy timeout, disk I/O, file gone
+            raise StoreUnavailable(str(error)) from error
 
     @staticmethod
     def _slot_units(connection: sqlite3.Connection, budget: str, key: str, window: str, now: float) -> tuple[int, int]:
@@ -245,7 +267,7 @@ class SqliteStore:
 
         return self._transaction(work)  # type: ignore[return-value]
 
-    def settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
+    def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None:
         units = _to_units(actual)
 
         def work(connection: sqlite3.Connection) -> None:
@@ -263,14 +285,23 @@ class SqliteStore:
             "ON CONFLICT (budget, key, window) DO UPDATE SET units = units + excluded.units",
             (budget, key, window, units))
 
-    def add(self, budget: str, key: str, window: str, amount: Decimal) -> None:
+    def add(self, budget: str, key: str, window: str, amount: Decimal, op_id: str | None = None) -> None:
         self._transaction(lambda c: self._add_units(c, budget, key, window, _to_units(amount)))
 
     def usage(self, budget: str, key: str, window: str) -> tuple[Decimal, Decimal]:
-        spent, held = self._slot_units(self._connection(), budget, key, window, self._clock())
+        try:
+            spent, held = self._slot_units(self._connection(), budget, key, window, self._clock())
+        except sqlite3.OperationalError as error:
+            raise StoreUnavailable(str(error)) from error
         return _from_units(spent), _from_units(held)
 
     def keys(self, budget: str, window: str) -> list[tuple[str, Decimal, Decimal]]:
+        try:
+            return self._keys(budget, window)
+        except sqlite3.OperationalError as error:
+            raise StoreUnavailable(str(error)) from error
+
+    def _keys(self, budget: str, window: str) -> list[tuple[str, Decimal, Decimal]]:
         connection = self._connection()
         now = self._clock()
         rows = connection.execute(
@@ -340,7 +371,36 @@ end
 return {0}
 """
 
+# Settle or add spend, at most once per operation id: the marker key is set first, with NX, so a write
+# retried after an ambiguous failure (the connection dropped during the reply) is never applied twice.
+# KEYS: marker, then per item i: reservations (sorted set), spent counter, the (budget, window) slot index.
+# ARGV: marker ttl, n, nano-dollars, then per item: reservation member ('' for none), slot, retention.
+_APPLY = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return 0
+end
+local n, nanos = tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, n do
+  local k, a = 1 + 3 * (i - 1), 3 + 3 * (i - 1)
+  if ARGV[a + 1] ~= '' then
+    redis.call('ZREM', KEYS[k + 1], ARGV[a + 1])
+  end
+  if nanos > 0 then
+    redis.call('INCRBY', KEYS[k + 2], nanos)
+    redis.call('SADD', KEYS[k + 3], ARGV[a + 2])
+    local retention = tonumber(ARGV[a + 3])
+    if retention > 0 then
+      redis.call('EXPIRE', KEYS[k + 2], retention)
+      redis.call('EXPIRE', KEYS[k + 3], retention)
+    end
+  end
+end
+return 1
+"""
+
 _DAY = 86_400
+_APPLIED_MARKER_TTL = 8 * _DAY
+"""How long an applied write's id is remembered: longer than any outage whose writes are still queued."""
 
 
 def _retention(window: str) -> int:
@@ -367,21 +427,23 @@ class RedisStore:
     some time after it ends. Every key starts with the hash tag `{prefix}`.
     """
 
-    PAUSE_AFTER_FAILURE = 5.0
-    """Seconds the store is not tried again after Redis could not be reached: calls go ahead at once
-    (the guard logs the failure once) instead of each waiting on a dead connection."""
+    PAUSE_AFTER_FAILURE = 2.0
+    """Seconds the store is not tried again after Redis could not be reached: calls are decided at once
+    (by the failure policy) instead of each waiting on a dead connection."""
 
     def __init__(self, url: str = "redis://localhost:6379/0", ttl: float = 600.0,
                  clock: Callable[[], float] = time.time, prefix: str = "llm_cost", client: object = None):
         try:
             import redis
-        except ImportError as exc:  # pragma: no cover - the dev extra installs it
-            raise ValueError("a redis:// budget store needs the redis package: "
-                             "pip install 'otel-llm-cost[redis]'") from exc
+        except ImportError:
+            raise StoreOpenError("the redis package is not installed: pip install 'otel-llm-cost[redis]'") from None
         if client is None:
             # short timeouts and no retry loop: a budget check must not stall the LLM call it guards
-            client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
-                                          socket_timeout=2.0, retry=None, retry_on_error=[])
+            try:
+                client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
+                                              socket_timeout=2.0, retry=None, retry_on_error=[])
+            except ValueError as error:
+                raise StoreOpenError(str(error)) from None
         self.ttl = ttl
         self._clock = clock
         self._redis: Any = client
@@ -389,16 +451,17 @@ class RedisStore:
         self._paused_until = 0.0
         self._tag = "{" + prefix + "}"
         self._reserve_script = self._redis.register_script(_RESERVE)
+        self._apply_script = self._redis.register_script(_APPLY)
 
     def _guarded(self, work: Callable[[], Any]) -> Any:
         """Run `work` against Redis; after a connection failure, fail fast for a few seconds."""
         if time.monotonic() < self._paused_until:
-            raise ConnectionError("budget store: Redis unreachable, retrying shortly")
+            raise StoreUnavailable("Redis unreachable, retrying shortly")
         try:
             return work()
-        except self._unreachable:
+        except self._unreachable as error:
             self._paused_until = time.monotonic() + self.PAUSE_AFTER_FAILURE
-            raise
+            raise StoreUnavailable(str(error) or type(error).__name__) from error
 
     # --- key layout: {prefix}:spent:["budget","key","window"], :held:[...], :slots:["budget","window"] ---
     @staticmethod
@@ -432,36 +495,24 @@ class RedisStore:
             return Refusal(claims[refused - 1], _from_nanos(float(result[1])), _from_nanos(float(result[2])))
         return reservations
 
-    def _record_spend(self, pipe: Any, budget: str, key: str, window: str, nanos: int) -> None:
-        slot = self._slot(budget, key, window)
-        spent_key, index = self._keys(slot)[0], self._index(budget, window)
-        pipe.incrby(spent_key, nanos)
-        pipe.sadd(index, slot)
-        retention = _retention(window)
-        if retention:
-            pipe.expire(spent_key, retention)
-            pipe.expire(index, retention)
+    def _apply(self, op_id: str | None, items: Sequence[tuple[str, str, str, str]], actual: Decimal) -> None:
+        """Release reservations and add spend in one script, at most once per `op_id`.
+        Each item: (budget, key, window, reservation member or '')."""
+        keys = [f"{self._tag}:applied:{op_id or uuid.uuid4().hex}"]
+        args: list[object] = [_APPLIED_MARKER_TTL, len(items), _to_nanos(actual)]
+        for budget, key, window, member in items:
+            slot = self._slot(budget, key, window)
+            spent_key, held_key = self._keys(slot)
+            keys.extend((held_key, spent_key, self._index(budget, window)))
+            args.extend((member, slot, _retention(window)))
+        self._guarded(lambda: self._apply_script(keys=keys, args=args))
 
-    def settle(self, reservations: Sequence[Reservation], actual: Decimal) -> None:
-        nanos = _to_nanos(actual)
+    def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None:
+        self._apply(op_id, [(r.budget, r.key, r.window, f"{r.id}:{_to_nanos(r.amount)}" if r.id else "")
+                            for r in reservations], actual)
 
-        def work() -> None:
-            with self._redis.pipeline(transaction=True) as pipe:
-                for r in reservations:
-                    pipe.zrem(self._keys(self._slot(r.budget, r.key, r.window))[1], f"{r.id}:{_to_nanos(r.amount)}")
-                    if nanos:
-                        self._record_spend(pipe, r.budget, r.key, r.window, nanos)
-                pipe.execute()
-
-        self._guarded(work)
-
-    def add(self, budget: str, key: str, window: str, amount: Decimal) -> None:
-        def work() -> None:
-            with self._redis.pipeline(transaction=True) as pipe:
-                self._record_spend(pipe, budget, key, window, _to_nanos(amount))
-                pipe.execute()
-
-        self._guarded(work)
+    def add(self, budget: str, key: str, window: str, amount: Decimal, op_id: str | None = None) -> None:
+        self._apply(op_id, [(budget, key, window, "")], amount)
 
     def _usage_of(self, slots: Sequence[str]) -> list[tuple[Decimal, Decimal]]:
         now = self._clock()
@@ -487,26 +538,30 @@ class RedisStore:
 
         return self._guarded(work)  # type: ignore[no-any-return]
 
-    def clear(self, budget: str | None = None) -> None:
+    def _clear(self, budget: str | None = None) -> None:
         """Delete a budget's data (or all of it) in every window; a rare, administrative scan."""
         prefix = f"{self._tag}:"
         doomed = []
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # the prefix, glob-escaped
         for name in self._redis.scan_iter(match=pattern, count=1000):
             kind, _, encoded = name[len(prefix):].partition(":")
-            if kind in ("spent", "held", "slots") and (budget is None or json.loads(encoded)[0] == budget):
+            if kind in ("spent", "held", "slots") and (budget is None or json.loads(encoded)[0] == budget) \
+                    or kind == "applied" and budget is None:
                 doomed.append(name)
         for start in range(0, len(doomed), 500):
             self._redis.delete(*doomed[start:start + 500])
 
+    def clear(self, budget: str | None = None) -> None:
+        self._guarded(lambda: self._clear(budget))
+
 
 def store_from_url(url: str) -> BudgetStore:
     """`memory`, `sqlite:///path/to/file.db` or `redis://host:port/db` (also `rediss://`, `unix://`):
-    the OTEL_LLM_COST_BUDGET_STORE values."""
+    the OTEL_LLM_COST_BUDGET_STORE values. One that cannot be used raises `StoreOpenError`."""
     if url == "memory":
         return MemoryStore()
     if url.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///relative.db, sqlite:////absolute.db
         return SqliteStore(url[len("sqlite:///"):])
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(url)
-    raise ValueError(f"unknown budget store {url!r}")
+    raise StoreOpenError(f"unknown budget store {url!r}")

@@ -23,9 +23,11 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from otel_llm_cost import _state
 from otel_llm_cost import attributes as attr
-from otel_llm_cost._log import exception_once
+from otel_llm_cost._log import exception_once, warn_once
 from otel_llm_cost.budget import BudgetExceededError
 from otel_llm_cost.context import SessionContext, current_session
+from otel_llm_cost.estimate import estimate_input_tokens, worst_case_usage
+from otel_llm_cost.instrumentation._attempts import Attempt, unwatch, watch
 from otel_llm_cost.instrumentation._read import (
     is_async_raw_response,
     is_raw_response,
@@ -64,6 +66,7 @@ class Request:
     system: Any = None
     tools: Any = None
     hide_usage_chunk: bool = False
+    host: str = ""
 
 
 @dataclass(slots=True)
@@ -167,6 +170,10 @@ class Endpoint:
     stream_key: str | None = None
     """When the SDK returns the stream inside a dict (Bedrock's `response["stream"]`), its key: the
     proxy then takes the stream's place in that same dict."""
+    resend: Callable[[Request, BaseException], bool] | None = None
+    """Given the error of the first send, whether the server rejected something WE added to the request
+    (OpenAI-compatible servers that refuse `stream_options`): it then changes `request.kwargs` and
+    returns True, and the call is sent once more, so the app gets what it would get uninstrumented."""
 
     def is_stream(self, request: Request, result: Any) -> bool:
         return self.new_accumulator is not None and request.stream
@@ -183,9 +190,15 @@ class CallContext:
 
 
 class LLMCall:
-    """One call in flight. `finish` and `fail` end it exactly once."""
+    """One call in flight. `finish` and `fail` end it exactly once.
 
-    __slots__ = ("request", "span", "session", "started", "reservation", "_ctx", "_ended", "cost")
+    What it is charged: the usage the response reports, plus the worst case (`worst_case_usage`) of each
+    attempt that left the client and was never answered (timeouts, cancellations, resets mid-response:
+    the provider may have processed them). A failed call that never sent anything, or was answered
+    with an error status, costs nothing. Usage that cannot be believed is charged at least the worst case.
+    """
+
+    __slots__ = ("request", "span", "session", "started", "reservation", "_ctx", "_ended", "cost", "attempts")
 
     def __init__(self, ctx: CallContext, request: Request, span: Span, session: SessionContext | None) -> None:
         self._ctx = ctx
@@ -196,6 +209,7 @@ class LLMCall:
         self.reservation: Any = None
         self._ended = False
         self.cost: Cost | None = None
+        self.attempts: list[Attempt] = []
 
     @classmethod
     def begin(cls, ctx: CallContext, request: Request) -> LLMCall | None:
@@ -220,16 +234,22 @@ class LLMCall:
             exception_once(_logger, "budget-reserve", "otel-llm-cost: budget reservation failed; call allowed")
         return call
 
-    def make_current(self) -> object:
-        """Make our span current while the SDK sends, so the SDK's own spans become its children.
-        Returns the token for `context.detach` (cheaper than `trace.use_span` on the hot path)."""
-        return context.attach(trace.set_span_in_context(self.span))
+    def make_current(self) -> tuple[object, object]:
+        """Make our span current while the SDK sends, so the SDK's own spans become its children, and
+        record the requests it sends (`_attempts`). Returns the tokens for `release`."""
+        return context.attach(trace.set_span_in_context(self.span)), watch(self.attempts)
+
+    @staticmethod
+    def release(tokens: tuple[object, object]) -> None:
+        unwatch(tokens[1])  # type: ignore[arg-type]
+        context.detach(tokens[0])  # type: ignore[arg-type]
 
     def finish(self, outcome: Outcome) -> None:
         if self._ended:
             return
         self._ended = True
         try:
+            outcome = self._billed(outcome, self._unanswered(answered=True))
             self._record(outcome)
             self._publish(outcome, "ok")
         except Exception:
@@ -242,6 +262,9 @@ class LLMCall:
             return
         self._ended = True
         try:
+            unanswered = self._unanswered(answered=False)
+            if unanswered:
+                outcome = self._billed(outcome or Outcome(), unanswered, cut=True)
             if outcome is not None and outcome.usage is not None:
                 self._record(outcome)
             self.span.set_attribute(attr.ERROR_TYPE, type(error).__qualname__)
@@ -281,6 +304,39 @@ class LLMCall:
                 session.session_id if session else None, session.user_id if session else None,
                 dict(session.tags) if session else {}, result))
 
+    def _unanswered(self, answered: bool) -> int:
+        """Attempts that may have been processed without their response reaching us: all the billable
+        ones, except the last when it was answered (its usage is in the response)."""
+        attempts = self.attempts[:-1] if answered else self.attempts
+        return sum(1 for attempt in attempts if attempt.billable)
+
+    def worst_case(self) -> Usage:
+        """What the budget reserved for this call: the most one attempt can bill."""
+        request = self.request
+        return worst_case_usage(request.prompt, request.max_tokens, _state.settings().default_output_tokens,
+                                system=request.system, tools=request.tools)
+
+    def _billed(self, outcome: Outcome, unanswered: int, cut: bool = False) -> Outcome:
+        """The outcome with the usage to charge. `cut`: the last attempt failed mid-response, so what it
+        reported so far is raised to the worst case; so is usage that cannot be believed."""
+        usage = outcome.usage
+        if usage is not None and not usage.complete:
+            warn_once(_logger, ("implausible-usage", self.request.provider),
+                      "otel-llm-cost: %s reported usage that cannot be right (missing, negative, fractional or "
+                      "beyond any model's size); such calls are charged their worst-case estimate",
+                      self.request.provider)
+        if not unanswered and (usage is None or usage.complete):
+            return outcome
+        worst = self.worst_case()
+        extra = unanswered
+        if usage is not None and (cut or not usage.complete):
+            usage = _at_least(usage, worst)
+            extra -= 1 if cut else 0
+        if extra > 0:
+            many = Usage(input_tokens=worst.input_tokens * extra, output_tokens=worst.output_tokens * extra)
+            usage = many if usage is None else usage + many
+        return replace(outcome, usage=usage, estimated=True)
+
     def _settle(self, failed: bool) -> None:
         try:
             _state.budget_hook().settle(self, self.cost, failed)
@@ -304,6 +360,8 @@ class LLMCall:
             self.span.set_attributes(values)
             return
         values.update(_usage_attributes(usage))
+        if len(self.attempts) > 1:
+            values[attr.LLM_COST_ATTEMPTS] = len(self.attempts)
         if outcome.estimated:
             values[attr.LLM_COST_USAGE_ESTIMATED] = True
         if not usage.complete:
@@ -337,11 +395,17 @@ class LLMCall:
         return None
 
 
+def _at_least(usage: Usage, floor: Usage) -> Usage:
+    """`usage` with its input and output totals raised to `floor`'s, its subsets kept."""
+    if usage.input_tokens >= floor.input_tokens and usage.output_tokens >= floor.output_tokens:
+        return usage
+    return replace(usage, input_tokens=max(usage.input_tokens, floor.input_tokens),
+                   output_tokens=max(usage.output_tokens, floor.output_tokens))
+
+
 def estimated_usage(request: Request, output_tokens: int) -> Usage:
     """Usage for a call whose real usage never arrived: input from the request's upper-bound
     estimate, output as counted so far. Marked estimated on the span, never priced at 0."""
-    from otel_llm_cost.estimate import estimate_input_tokens
-
     input_tokens = estimate_input_tokens(request.prompt or "", system=request.system, tools=request.tools)
     return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
 
@@ -432,19 +496,34 @@ def _complete(call: LLMCall, endpoint: Endpoint, result: Any, parsed: Any = None
     return result
 
 
+def _may_resend(endpoint: Endpoint, request: Request, error: BaseException) -> bool:
+    if endpoint.resend is None:
+        return False
+    try:
+        return endpoint.resend(request, error)
+    except Exception:
+        exception_once(_logger, ("resend", endpoint.resend), "otel-llm-cost: could not judge a rejected request")
+        return False
+
+
 def run_sync(ctx: CallContext, endpoint: Endpoint, request: Request, send: Callable[[], Any]) -> Any:
-    """The whole lifecycle around `send()`, which performs the SDK call."""
+    """The whole lifecycle around `send()`, which performs the SDK call (reading `request.kwargs`)."""
     call = LLMCall.begin(ctx, request)
     if call is None:
         return send()
-    token = call.make_current()
+    tokens = call.make_current()
     try:
-        result = send()
+        try:
+            result = send()
+        except Exception as error:
+            if not _may_resend(endpoint, request, error):
+                raise
+            result = send()
     except BaseException as error:
         call.fail(error)
         raise
     finally:
-        context.detach(token)
+        call.release(tokens)
     return _complete(call, endpoint, result)
 
 
@@ -453,14 +532,19 @@ async def run_async(ctx: CallContext, endpoint: Endpoint, request: Request, send
     call = LLMCall.begin(ctx, request)
     if call is None:
         return await send()
-    token = call.make_current()
+    tokens = call.make_current()
     try:
-        result = await send()
+        try:
+            result = await send()
+        except Exception as error:
+            if not _may_resend(endpoint, request, error):
+                raise
+            result = await send()
     except BaseException as error:
         call.fail(error)
         raise
     finally:
-        context.detach(token)
+        call.release(tokens)
     return _complete(call, endpoint, result, await _parsed_async_raw_response(endpoint, request, result))
 
 

@@ -13,6 +13,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
 from otel_llm_cost import _state
+from otel_llm_cost.instrumentation import _attempts
 from otel_llm_cost.instrumentation._call import SCOPE_NAME, CallContext, Endpoint, wrap_endpoint
 
 
@@ -48,6 +49,7 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             return
         from otel_llm_cost import __version__
 
+        _attempts.install()  # which requests of a call left the client: what a failed call is charged
         tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=kwargs.get("tracer_provider"))
         self._ctx = CallContext(tracer=tracer)
         self._wrappers: list[tuple[Any, str, Callable[..., Any]]] = []

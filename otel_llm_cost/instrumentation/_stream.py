@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from typing import Any
 
 import wrapt
@@ -139,7 +140,10 @@ class StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_state.finish(complete=False)
 
     def __del__(self) -> None:
-        # an abandoned stream (early `break`, never closed): end the span with what we saw
+        # an abandoned stream (early `break`, never closed): end the span with what we saw. Not while the
+        # interpreter shuts down: modules are being torn down, and exporters are already flushed.
+        if sys.is_finalizing():
+            return
         try:
             self._self_state.finish(complete=False)
         except Exception:

@@ -149,7 +149,7 @@ class AnthropicInstrumentor(LLMInstrumentor):
     `beta.messages`, each with `create`, `parse` (structured outputs, which sends without `create`) and
     the `stream()` helper."""
 
-    dependencies = ("anthropic >= 0.40",)
+    dependencies = ("anthropic >= 1.0",)  # 0.x Stream types reject any proxy in isinstance()
     targets = tuple(
         target
         for module in _MODULES

@@ -22,14 +22,25 @@ def _provider(instance: Any) -> str:
     return "azure.ai.openai" if type(client).__name__.startswith("Azure") else "openai"
 
 
+def _host(instance: Any) -> str:
+    """`host:port` of the server the client talks to."""
+    url = getattr(getattr(instance, "_client", None), "base_url", None)
+    return f"{getattr(url, 'host', '')}:{getattr(url, 'port', '') or ''}"
+
+
 # --- chat completions ---
+
+_REJECTS_STREAM_OPTIONS: set[str] = set()
+"""Hosts that answered 400 to `stream_options` (older Azure API versions, some OpenAI-compatible
+servers): their streams are sent as the app wrote them, and their usage is estimated."""
+_MAX_REMEMBERED_HOSTS = 1024
 
 
 def _read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     stream = given(kwargs.get("stream")) is True
     send_kwargs = kwargs
     hide_usage_chunk = False
-    if stream and _state.settings().stream_usage:
+    if stream and _state.settings().stream_usage and _host(instance) not in _REJECTS_STREAM_OPTIONS:
         options = given(kwargs.get("stream_options"))
         if not (isinstance(options, Mapping) and options.get("include_usage")):
             send_kwargs = dict(kwargs)
@@ -47,7 +58,22 @@ def _read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, A
         prompt=given(kwargs.get("messages")),
         tools=given(kwargs.get("tools")),
         hide_usage_chunk=hide_usage_chunk,
+        host=_host(instance),
     )
+
+
+def _resend_without_stream_options(request: Request, error: BaseException) -> bool:
+    """A 400 that names `stream_options`, which we added to a request that had none: send the app's
+    own request instead. (When the app sent options of its own, the 400 is what it would get anyway.)"""
+    if not request.hide_usage_chunk or request.kwargs.get("stream_options") != {"include_usage": True}:
+        return False
+    if getattr(error, "status_code", None) != 400 or "stream_options" not in str(error):
+        return False
+    request.kwargs = {k: v for k, v in request.kwargs.items() if k != "stream_options"}
+    request.hide_usage_chunk = False
+    if len(_REJECTS_STREAM_OPTIONS) < _MAX_REMEMBERED_HOSTS:
+        _REJECTS_STREAM_OPTIONS.add(request.host)
+    return True
 
 
 def _read_chat_response(response: Any) -> Outcome:
@@ -96,9 +122,9 @@ class _ChatStream:
             self._tier = text(chunk, "service_tier") or self._tier
         if usage is not None:
             self._usage = usage
-            if self._request.hide_usage_chunk and not choices:
-                return False
-        return True
+        # the chunk we asked for follows the finish reasons with no choices; hidden even when a server
+        # sends its usage as null (an Azure content-filter chunk has no choices too, but comes first)
+        return not (self._request.hide_usage_chunk and not choices and self._finish)
 
     def outcome(self, complete: bool) -> Outcome:
         if self._usage is not None:
@@ -108,7 +134,7 @@ class _ChatStream:
         return Outcome(usage, self._model, self._id, tuple(self._finish), self._tier, estimated)
 
 
-CHAT = Endpoint(_read_chat_request, _read_chat_response, _ChatStream)
+CHAT = Endpoint(_read_chat_request, _read_chat_response, _ChatStream, resend=_resend_without_stream_options)
 
 
 # --- responses ---

@@ -11,7 +11,8 @@ so every byte goes through the SDK's own HTTP, SSE and parsing code. It speaks:
   and ``/invoke-with-response-stream`` (an Anthropic Messages body; counts in headers and invocation metrics).
 
 Usage is configurable per model (cache reads and writes, reasoning, audio); faults can be injected
-(429, 500, malformed JSON, a stream cut mid-way, slow responses); every request is counted.
+(429, 500, malformed JSON, an HTML 200, a reset mid-body, a stream cut mid-way, slow responses), and
+the server can reject ``stream_options`` as some OpenAI-compatible ones do; every request is counted.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class ModelBehaviour:
     chunks: int = 4
     service_tier: str | None = None
     text: str = "Hello from the fake provider."
+    null_stream_usage: bool = False
+    """The final chunk of an OpenAI stream that asked for usage carries `"usage": null` (some servers)."""
 
 
 @dataclass
@@ -61,6 +64,10 @@ class Fault:
     times: int = 1
     body: Any = None
     """Send this JSON body (status 200) instead of the normal response: for malformed shapes."""
+    html: bool = False
+    """Answer 200 with an HTML page, as a captive portal or a misrouted proxy does."""
+    reset_mid_body: bool = False
+    """Send the headers and half of a JSON body, then reset the connection."""
 
 
 @dataclass
@@ -72,6 +79,7 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     delay: float = 0.0
     keep_bodies: bool = True
+    reject_stream_options: bool = False
 
 
 class _CutStream(Exception):
@@ -146,6 +154,11 @@ class FakeProvider:
     def set_delay(self, seconds: float) -> None:
         self._state.delay = seconds
 
+    def reject_stream_options(self, reject: bool = True) -> None:
+        """Answer 400 to any request carrying `stream_options`, as older Azure API versions and some
+        OpenAI-compatible servers do."""
+        self._state.reject_stream_options = reject
+
     def keep_request_bodies(self, keep: bool) -> None:
         self._state.keep_bodies = keep
 
@@ -166,6 +179,7 @@ class FakeProvider:
             self._state.faults.clear()
             self._state.behaviours.clear()
             self._state.delay = 0.0
+            self._state.reject_stream_options = False
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -204,6 +218,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(200, fault.body)
         if fault and fault.malformed:
             return self._send_bytes(200, b'{"id": "broken", "choices": [', "application/json")
+        if fault and fault.html:
+            return self._send_bytes(200, b"<html><body><h1>Sign in to continue</h1></body></html>", "text/html")
+        if self.state.reject_stream_options and "stream_options" in body:
+            return self._send_json(400, {"error": {
+                "message": "Unrecognized request argument supplied: stream_options",
+                "type": "invalid_request_error", "param": None, "code": None}})
+        if fault and fault.reset_mid_body:
+            return self._reset_mid_body()
         try:
             self._route(path, body, fault)
         except (BrokenPipeError, ConnectionResetError):
@@ -214,6 +236,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _reset_mid_body(self) -> None:
+        """Promise a JSON body, send half of it, then drop the connection (a reset mid-response)."""
+        data = json.dumps({"id": "chatcmpl-reset", "object": "chat.completion", "choices": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _take_fault(self) -> Fault | None:
         if not self.state.faults:
@@ -355,7 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
                 final["usage"] = usage if mistral else None
             yield None, final
             if include_usage and not mistral:
-                yield None, {**base, "choices": [], "usage": usage}
+                yield None, {**base, "choices": [], "usage": None if b.null_stream_usage else usage}
             yield None, "[DONE]"
 
         self._send_sse(events(), fault)

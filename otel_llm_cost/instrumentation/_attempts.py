@@ -1,0 +1,193 @@
+"""Which attempts of an LLM call left the client, and what each was answered.
+
+Whether a failed call was billed depends on facts only the transport knows: a request refused at
+connect, or answered 4xx/5xx, bills nothing; a request that went out and was never answered (a read
+timeout, a cancelled task, a connection reset mid-response) may have been fully processed, and is
+charged. SDK retries are separate attempts, each billed on its own.
+
+So the transports the SDKs send through are watched, once, lazily (a post-import hook, so nothing is
+imported early): `httpx.Client.send` / `AsyncClient.send` (openai, anthropic, google-genai, mistral,
+cohere, groq, ollama) and botocore's `Endpoint._send` (Bedrock). Only while an LLM call is current
+(`watch()`) does a send record an `Attempt`; any other request passes straight through. For httpx the
+request's `trace` extension says exactly when request headers start going out, so a call cancelled
+while still connecting costs nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar, Token
+from typing import Any
+
+import wrapt
+
+__all__ = ["Attempt", "watch", "unwatch", "install"]
+
+
+class Attempt:
+    """One request of a call, as sent by the SDK (a retry is a new attempt)."""
+
+    __slots__ = ("sent", "status", "traced")
+
+    def __init__(self) -> None:
+        self.sent = False
+        self.status: int | None = None
+        self.traced = False
+
+    @property
+    def billable(self) -> bool:
+        """Sent and not refused: it may have been processed. An error status bills nothing."""
+        return self.sent and (self.status is None or self.status < 400)
+
+
+_current: ContextVar[list[Attempt] | None] = ContextVar("otel_llm_cost_attempts", default=None)
+
+
+def watch(attempts: list[Attempt]) -> Token[list[Attempt] | None]:
+    """Record the sends made in this context (the SDK call of one LLM call) into `attempts`."""
+    return _current.set(attempts)
+
+
+def unwatch(token: Token[list[Attempt] | None]) -> None:
+    _current.reset(token)
+
+
+# --- recording, shared by every transport ---
+
+
+def _begin() -> Attempt | None:
+    attempts = _current.get()
+    if attempts is None:
+        return None
+    attempt = Attempt()
+    attempts.append(attempt)
+    return attempt
+
+
+def _answered(attempt: Attempt, response: Any) -> None:
+    attempt.sent = True
+    status = getattr(response, "status_code", None)
+    if type(status) is int:
+        attempt.status = status
+
+
+def _failed(attempt: Attempt, error: BaseException, never_sent: Callable[[BaseException], bool]) -> None:
+    """Without a trace (a custom transport), judge by the error: only a connect failure proves nothing left."""
+    if not attempt.traced:
+        attempt.sent = not never_sent(error)
+
+
+def _recording(never_sent: Callable[[BaseException], bool], prepare: Callable[[Attempt, tuple[Any, ...], bool], None],
+               is_async: bool) -> Callable[..., Any]:
+    """A wrapt wrapper for one transport's send: an `Attempt` per send while a call is watched."""
+
+    def sync_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        attempt = _begin()
+        if attempt is None:
+            return wrapped(*args, **kwargs)
+        prepare(attempt, args, False)
+        try:
+            response = wrapped(*args, **kwargs)
+        except BaseException as error:
+            _failed(attempt, error, never_sent)
+            raise
+        _answered(attempt, response)
+        return response
+
+    async def async_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                         kwargs: dict[str, Any]) -> Any:
+        attempt = _begin()
+        if attempt is None:
+            return await wrapped(*args, **kwargs)
+        prepare(attempt, args, True)
+        try:
+            response = await wrapped(*args, **kwargs)
+        except BaseException as error:
+            _failed(attempt, error, never_sent)
+            raise
+        _answered(attempt, response)
+        return response
+
+    return async_send if is_async else sync_send
+
+
+# --- httpx: the trace extension tells when the request went out ---
+
+
+def _note(attempt: Attempt, name: str, info: dict[str, Any]) -> None:
+    attempt.traced = True
+    if name.endswith("send_request_headers.started"):
+        attempt.sent = True
+    elif name.endswith("receive_response_headers.complete"):
+        value = info.get("return_value")
+        if isinstance(value, tuple) and value:
+            status = value[1] if len(value) >= 4 else value[0]  # HTTP/1.1 (version, status, ...); HTTP/2 (status, ...)
+            if type(status) is int:
+                attempt.status = status
+
+
+def _trace_httpx(attempt: Attempt, args: tuple[Any, ...], is_async: bool) -> None:
+    request = args[0] if args else None
+    extensions = getattr(request, "extensions", None)
+    if not isinstance(extensions, dict):
+        return
+    previous = extensions.get("trace")
+    if is_async:
+        async def atrace(name: str, info: dict[str, Any]) -> None:
+            _note(attempt, name, info)
+            if previous is not None:
+                await previous(name, info)
+
+        extensions["trace"] = atrace
+    else:
+        def trace(name: str, info: dict[str, Any]) -> None:
+            _note(attempt, name, info)
+            if previous is not None:
+                previous(name, info)
+
+        extensions["trace"] = trace
+
+
+def _httpx_never_sent(error: BaseException) -> bool:
+    import httpx
+
+    return isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
+                              httpx.ProxyError))
+
+
+def _patch_httpx(module: Any) -> None:
+    wrapt.wrap_function_wrapper(module, "Client.send", _recording(_httpx_never_sent, _trace_httpx, is_async=False))
+    wrapt.wrap_function_wrapper(module, "AsyncClient.send", _recording(_httpx_never_sent, _trace_httpx, is_async=True))
+
+
+# --- botocore: one `_send` per attempt, retries included ---
+
+
+def _botocore_never_sent(error: BaseException) -> bool:
+    from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ProxyConnectionError
+
+    return isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError))
+
+
+def _no_trace(attempt: Attempt, args: tuple[Any, ...], is_async: bool) -> None:
+    return None
+
+
+def _patch_botocore(module: Any) -> None:
+    wrapt.wrap_function_wrapper(module, "Endpoint._send", _recording(_botocore_never_sent, _no_trace, is_async=False))
+
+
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Watch the transports when (if ever) they are imported. Idempotent; never imports them itself."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        _installed = True
+    wrapt.register_post_import_hook(_patch_httpx, "httpx")
+    wrapt.register_post_import_hook(_patch_botocore, "botocore.endpoint")
