@@ -1,126 +1,79 @@
 """otel-llm-cost: exact USD cost, session totals and budgets for LLM calls, in OpenTelemetry.
 
-The public API (ARCHITECTURE section 5), re-exported here and nothing else.
+The public API, re-exported here and nothing else. Names resolve on first use (PEP 562), so
+`import otel_llm_cost` is cheap, and the `opentelemetry-instrument` hooks, which import this package
+first, can report a broken install in one line instead of crashing before they run.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from otel_llm_cost._setup import configure, runtime
-from otel_llm_cost.budget import Budget, BudgetError, BudgetExceededError, BudgetStatus
-from otel_llm_cost.config import ConfigError, Settings
-from otel_llm_cost.context import session
-from otel_llm_cost.estimate import Estimate, estimate_cost
-from otel_llm_cost.instrumentation import instrument, uninstrument
-from otel_llm_cost.pricing import Cost, PricingError, PricingStatus, compute_cost, default_price_book
-from otel_llm_cost.processor import CostSpanProcessor
-from otel_llm_cost.sessions import LastUsage, SessionSummary, last_usage
-from otel_llm_cost.usage import Usage
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_EXPORTS: dict[str, str] = {
+    "configure": "otel_llm_cost._setup",
+    "Budget": "otel_llm_cost.budget",
+    "BudgetError": "otel_llm_cost.budget",
+    "BudgetExceededError": "otel_llm_cost.budget",
+    "BudgetStoreUnavailableError": "otel_llm_cost.budget",
+    "BudgetStatus": "otel_llm_cost.budget",
+    "ConfigError": "otel_llm_cost.config",
+    "Settings": "otel_llm_cost.config",
+    "session": "otel_llm_cost.context",
+    "Estimate": "otel_llm_cost.estimate",
+    "estimate_cost": "otel_llm_cost.estimate",
+    "instrument": "otel_llm_cost.instrumentation",
+    "uninstrument": "otel_llm_cost.instrumentation",
+    "Cost": "otel_llm_cost.pricing",
+    "PricingError": "otel_llm_cost.pricing",
+    "PricingStatus": "otel_llm_cost.pricing",
+    "compute_cost": "otel_llm_cost.pricing",
+    "CostSpanProcessor": "otel_llm_cost.processor",
+    "LastUsage": "otel_llm_cost.sessions",
+    "SessionSummary": "otel_llm_cost.sessions",
+    "last_usage": "otel_llm_cost.sessions",
+    "Usage": "otel_llm_cost.usage",
+    "session_usage": "otel_llm_cost._api",
+    "user_usage": "otel_llm_cost._api",
+    "reset_usage": "otel_llm_cost._api",
+    "set_budget": "otel_llm_cost._api",
+    "budget_remaining": "otel_llm_cost._api",
+    "budgets": "otel_llm_cost._api",
+    "clear_budget": "otel_llm_cost._api",
+    "set_pricing": "otel_llm_cost._api",
+    "pricing_status": "otel_llm_cost._api",
+}
 
-def session_usage(id: str | None = None) -> SessionSummary:
-    """Totals of one session, or of every call when `id` is None (or the current session's id)."""
-    rt = runtime()
-    assert rt is not None
-    if id is None:
-        from otel_llm_cost.context import current_session
-
-        current = current_session()
-        id = current.session_id if current else None
-    return rt.processor.totals.session(id)
-
-
-def user_usage(user_id: str) -> SessionSummary:
-    rt = runtime()
-    assert rt is not None
-    return rt.processor.totals.user(user_id)
-
-
-def reset_usage() -> None:
-    """Forget all totals (budgets keep their spend: use `clear_budget` for those)."""
-    rt = runtime()
-    assert rt is not None
-    rt.processor.totals.reset()
-
-
-def set_budget(
-    limit: Any,
-    scope: str = "global",
-    window: str = "total",
-    on_exceed: str = "raise",
-    *,
-    name: str | None = None,
-    tag: str | None = None,
-) -> Budget:
-    """Add (or replace, by name) a budget. Bad values raise `BudgetError` naming the budget and value."""
-    rt = runtime()
-    assert rt is not None
-    return rt.guard.set(Budget.create(limit, name=name, scope=scope, window=window, on_exceed=on_exceed, tag=tag))
+__all__ = sorted(_EXPORTS)
 
 
-def budget_remaining(name: str | None = None, key: str | None = None) -> BudgetStatus | None:
-    """Where a budget stands (the first one when `name` is None); None when no budget is set."""
-    rt = runtime()
-    assert rt is not None
-    return rt.guard.status(name, key)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_llm_cost' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-def budgets() -> list[BudgetStatus]:
-    rt = runtime()
-    assert rt is not None
-    return list(rt.guard.statuses())
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
 
 
-def clear_budget(name: str | None = None) -> None:
-    """Remove one budget (or all) and its recorded spend."""
-    rt = runtime()
-    assert rt is not None
-    rt.guard.remove(name)
-    rt.guard.store.clear(name)
-
-
-def set_pricing(model: str, input_per_mtok: Any, output_per_mtok: Any, **more: Any) -> None:
-    """Custom prices, USD per million tokens; they win over every other source."""
-    default_price_book().set_pricing(model, input_per_mtok, output_per_mtok, **more)
-
-
-def pricing_status() -> PricingStatus:
-    """Which price source is active, and how old it is."""
-    return default_price_book().status()
-
-
-__all__ = [
-    "Budget",
-    "BudgetError",
-    "BudgetExceededError",
-    "BudgetStatus",
-    "ConfigError",
-    "Cost",
-    "CostSpanProcessor",
-    "Estimate",
-    "LastUsage",
-    "PricingError",
-    "PricingStatus",
-    "SessionSummary",
-    "Settings",
-    "Usage",
-    "budget_remaining",
-    "budgets",
-    "clear_budget",
-    "compute_cost",
-    "configure",
-    "estimate_cost",
-    "instrument",
-    "last_usage",
-    "pricing_status",
-    "reset_usage",
-    "session",
-    "session_usage",
-    "set_budget",
-    "set_pricing",
-    "uninstrument",
-    "user_usage",
-]
+if TYPE_CHECKING:
+    from otel_llm_cost._api import (
+        budget_remaining, budgets, clear_budget, pricing_status, reset_usage, session_usage, set_budget, set_pricing,
+        user_usage,
+    )
+    from otel_llm_cost._setup import configure
+    from otel_llm_cost.budget import Budget, BudgetError, BudgetExceededError, BudgetStatus, BudgetStoreUnavailableError
+    from otel_llm_cost.config import ConfigError, Settings
+    from otel_llm_cost.context import session
+    from otel_llm_cost.estimate import Estimate, estimate_cost
+    from otel_llm_cost.instrumentation import instrument, uninstrument
+    from otel_llm_cost.pricing import Cost, PricingError, PricingStatus, compute_cost
+    from otel_llm_cost.processor import CostSpanProcessor
+    from otel_llm_cost.sessions import LastUsage, SessionSummary, last_usage
+    from otel_llm_cost.usage import Usage

@@ -11,14 +11,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
-
-from otel_llm_cost.budget import BudgetError
-from otel_llm_cost.config import ConfigError
-from otel_llm_cost.pricing import PricingError
 
 
 def _or_exit(step: Callable[[], Any]) -> Any:
@@ -31,20 +28,25 @@ def _or_exit(step: Callable[[], Any]) -> Any:
     """
     try:
         return step()
-    except (ConfigError, BudgetError, PricingError) as error:
-        message = str(error)
-    except Exception as error:  # a bug of ours, or an environment we did not foresee
-        message = (f"start-up failed ({type(error).__name__}: {error}); "
-                   "set OTEL_LLM_COST_ENABLED=false to run the app without otel-llm-cost")
+    except Exception as error:
+        if type(error).__name__ in ("ConfigError", "BudgetError", "PricingError"):  # a bad setting: it says why
+            message = str(error)
+        else:  # a bug of ours, or a broken install
+            message = (f"start-up failed ({type(error).__name__}: {error}); "
+                       "set OTEL_LLM_COST_ENABLED=false to run the app without otel-llm-cost")
     print(f"otel-llm-cost: {message}", file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(2)
 
 
 def pre_instrument() -> None:
-    from otel_llm_cost import _state
+    def check() -> None:
+        from otel_llm_cost import _state
 
-    _or_exit(_state.settings)
+        if _state.settings().enabled:
+            importlib.import_module("otel_llm_cost._setup")  # the whole pipeline imports, or we stop here
+
+    _or_exit(check)
 
 
 def post_instrument() -> None:

@@ -34,35 +34,62 @@ def fake() -> Iterator[FakeProvider]:
         yield server
 
 
+class RedisServer:
+    """A real redis-server on a free loopback port. `start()` again after `stop()` reuses the port and,
+    with `persist=True` (an append-only file), the data: a restart as in a real deployment."""
+
+    def __init__(self, directory, persist: bool = False) -> None:
+        import socket
+
+        self.directory = directory
+        self.persist = persist
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        import shutil
+        import socket
+        import subprocess
+        import time
+
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server missing: scripts/setup.sh installs Debian's redis-server package"
+        durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"]
+        self.process = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                         *durability, "--dir", str(self.directory)], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        import signal
+
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=20)
+        self.process = None
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the shared-budget tests."""
-    import shutil
-    import socket
-    import subprocess
-    import time
-
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server missing: scripts/setup.sh installs Debian's redis-server package"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                               "--dir", str(tmp_path_factory.mktemp("redis"))], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
-                connection.sendall(b"PING\r\n")
-                if connection.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(timeout=10)
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -126,6 +153,18 @@ def async_anthropic_client(fake) -> anthropic.AsyncAnthropic:
 def cost_of(span: ReadableSpan) -> Decimal:
     """The span's cost exactly as recorded (the float's shortest repr, as a Decimal)."""
     return Decimal(repr(span.attributes["gen_ai.usage.cost.amount"]))
+
+
+@pytest.fixture
+def guard(instrumented):
+    """A budget guard over an in-memory store, hooked into the instrumented calls."""
+    from otel_llm_cost.budget.guard import BudgetGuard
+    from otel_llm_cost.budget.stores import MemoryStore
+
+    guard = BudgetGuard(MemoryStore())
+    _state.set_budget_hook(guard)
+    yield guard
+    _state.set_budget_hook(None)
 
 
 @pytest.fixture

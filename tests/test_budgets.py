@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from conftest import our_spans
 
-from otel_llm_cost import _state
 from otel_llm_cost.budget import Budget, BudgetError, BudgetExceededError
 from otel_llm_cost.budget.guard import BudgetGuard, window_id
 from otel_llm_cost.budget.loading import load_budgets_file
@@ -24,14 +23,6 @@ from otel_llm_cost.context import session
 from otel_llm_cost.processor import CostSpanProcessor
 
 MESSAGES = [{"role": "user", "content": "Write one short sentence about budgets."}]
-
-
-@pytest.fixture
-def guard(instrumented):
-    guard = BudgetGuard(MemoryStore())
-    _state.set_budget_hook(guard)
-    yield guard
-    _state.set_budget_hook(None)
 
 
 @pytest.fixture

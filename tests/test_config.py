@@ -68,3 +68,47 @@ def test_code_overrides_win_and_are_validated():
         settings.with_overrides(budget_window="fortnight")
     with pytest.raises(ConfigError, match="unknown setting 'budget'"):
         settings.with_overrides(budget=3)
+
+
+@pytest.mark.parametrize("store, reason", [
+    ("sqlite:////proc/x.db", "cannot open"),
+    ("sqlite:///{tmp}", "is a directory"),
+    ("sqlite:///{tmp}/missing/x.db", "does not exist"),
+    ("sqlite:///{tmp}/text.db", "cannot open"),
+])
+def test_configure_raises_config_error_for_a_store_that_cannot_be_opened(tmp_path, store, reason):
+    from otel_llm_cost import _setup, configure
+
+    (tmp_path / "text.db").write_text("plain text, not a database " * 100)
+    value = store.format(tmp=tmp_path)
+    _setup.reset_for_tests()
+    try:
+        with pytest.raises(ConfigError) as raised:
+            configure(budget_store=value, instrument=False)
+    finally:
+        _setup.reset_for_tests()
+    message = str(raised.value)
+    assert message.startswith(f"OTEL_LLM_COST_BUDGET_STORE={value!r} cannot be used: ") and reason in message
+    assert "\n" not in message and not (tmp_path / "missing").exists()
+
+
+def test_a_redis_store_without_the_redis_package_names_the_extra(monkeypatch):
+    import sys
+
+    from otel_llm_cost import _setup, configure
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # as on an install without the [redis] extra
+    _setup.reset_for_tests()
+    try:
+        with pytest.raises(ConfigError, match=r"OTEL_LLM_COST_BUDGET_STORE='redis://localhost:6379/0' cannot be "
+                                              r"used: the redis package is not installed: pip install "
+                                              r"'otel-llm-cost\[redis\]'"):
+            configure(budget_store="redis://localhost:6379/0", instrument=False)
+    finally:
+        _setup.reset_for_tests()
+
+
+@pytest.mark.parametrize("value", ["maybe", "deny"])
+def test_store_failure_policy_is_validated(value):
+    with pytest.raises(ConfigError, match="OTEL_LLM_COST_BUDGET_STORE_FAILURE=.* is not a failure policy"):
+        Settings.from_env({"OTEL_LLM_COST_BUDGET_STORE_FAILURE": value})

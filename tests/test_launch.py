@@ -220,3 +220,53 @@ def test_disabled_launch_changes_nothing():
     out, err = app.communicate(timeout=60)
     assert app.returncode == 0 and "quickstart done" in out
     assert "gen_ai.usage.cost.amount" not in out
+
+
+def _bad_stores(tmp: Path) -> dict[str, str]:
+    plain_file = tmp / "plain.txt"
+    plain_file.write_text("not a directory")
+    not_a_db = tmp / "notes.db"
+    not_a_db.write_text("this is not a SQLite database, just text " * 100)
+    return {
+        "under /proc": "sqlite:////proc/x.db",
+        "under a plain file": f"sqlite:///{plain_file}/x.db",
+        "a directory": f"sqlite:///{tmp}",
+        "not a database": f"sqlite:///{not_a_db}",
+        "a missing directory": f"sqlite:///{tmp}/missing/x.db",
+    }
+
+
+@pytest.mark.parametrize("case", ["under /proc", "under a plain file", "a directory", "not a database",
+                                  "a missing directory"])
+def test_a_budget_store_that_cannot_be_opened_stops_start_up_with_one_line(tmp_path, case):
+    """Before: a 30-line traceback, "Failed to auto initialize OpenTelemetry", exit 0, and the app ran
+    with no tracing and no budget."""
+    value = _bad_stores(tmp_path)[case]
+    app = _launch("quickstart.py", {"OTEL_LLM_COST_BUDGET_STORE": value, "OTEL_LLM_COST_BUDGET_USD": "1",
+                                    "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                                    "OTEL_LOGS_EXPORTER": "none"})
+    out, err = app.communicate(timeout=60)
+    assert app.returncode == 2 and "quickstart done" not in out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"otel-llm-cost: OTEL_LLM_COST_BUDGET_STORE={value!r} cannot be used: ")
+    assert not (tmp_path / "missing").exists()  # a missing directory is an error, never created
+
+
+def test_an_unexpected_start_up_error_stops_start_up_in_one_line_naming_the_escape_hatch(tmp_path):
+    """A broken install (here: a dependency that fails to import) must never leave the app running
+    silently without tracing or budgets."""
+    broken = tmp_path / "genai_prices"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise RuntimeError('simulated broken install')\n")
+    app = subprocess.Popen(
+        [INSTRUMENT, sys.executable, "-c", "print('app ran')"],
+        env={**os.environ, **_QUIET, "PYTHONPATH": str(tmp_path), "OTEL_LLM_COST_BUDGET_USD": "1",
+             "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    out, err = app.communicate(timeout=60)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert app.returncode == 2 and "app ran" not in out, (out, err)
+    assert len(lines) == 1, err
+    assert "start-up failed (RuntimeError: simulated broken install)" in lines[0]
+    assert "OTEL_LLM_COST_ENABLED=false" in lines[0]

@@ -7,7 +7,6 @@ import logging
 import openai
 import pytest
 import wrapt
-from conftest import only_span
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -145,3 +145,57 @@ def test_responses_stream_context_manager(instrumented, openai_client, span_expo
         kinds = [event.type for event in stream]
     assert kinds[-1] == "response.completed"
     assert "llm_cost.usage.estimated" not in only_span(span_exporter).attributes
+
+
+def test_a_proxied_stream_is_still_an_instance_of_the_sdks_stream_types(instrumented, openai_client,
+                                                                        async_openai_client, anthropic_client,
+                                                                        async_anthropic_client):
+    """Apps and frameworks branch on isinstance(stream, openai.Stream); so must our proxy pass it."""
+    import asyncio
+
+    import anthropic
+    import openai
+
+    messages = [{"role": "user", "content": "Hi"}]
+    stream = openai_client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+    assert isinstance(stream, openai.Stream) and type(stream) is not openai.Stream
+    stream.close()
+    stream = anthropic_client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=messages,
+                                              stream=True)
+    assert isinstance(stream, anthropic.Stream) and type(stream) is not anthropic.Stream
+    stream.close()
+
+    async def both_async() -> None:
+        chat = await async_openai_client.chat.completions.create(model="gpt-4o-mini", messages=messages, stream=True)
+        assert isinstance(chat, openai.AsyncStream)
+        await chat.close()
+        message = await async_anthropic_client.messages.create(model="claude-sonnet-4-5", max_tokens=10,
+                                                               messages=messages, stream=True)
+        assert isinstance(message, anthropic.AsyncStream)
+        await message.close()
+
+    asyncio.run(both_async())
+
+
+_OPEN_AT_EXIT = r"""
+import sys, openai
+from opentelemetry.sdk.trace import TracerProvider
+from otel_llm_cost.instrumentation import instrument
+instrument(tracer_provider=TracerProvider())
+client = openai.OpenAI(base_url=sys.argv[1], api_key="k", max_retries=0)
+stream = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+                                        stream=True)
+next(iter(stream))
+print("left open")
+"""
+
+
+def test_a_stream_still_open_at_interpreter_exit_prints_nothing(fake):
+    """Before: 'sys.meta_path is None' and an ERROR traceback at exit."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _OPEN_AT_EXIT, fake.openai_url], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout == "left open\n"
+    assert done.stderr == ""

@@ -148,6 +148,8 @@ class OutageBuffer:
 
     def flush(self) -> bool:
         """Replay queued writes now; True when none is left (at shutdown, and in tests)."""
+        if not self._pending:
+            return True
         try:
             self._replay()
         except StoreUnavailable as error:

@@ -438,10 +438,16 @@ class RedisStore:
         except ImportError:
             raise StoreOpenError("the redis package is not installed: pip install 'otel-llm-cost[redis]'") from None
         if client is None:
-            # short timeouts and no retry loop: a budget check must not stall the LLM call it guards
+            # short timeouts and no retry loop: a budget check must not stall the LLM call it guards. One
+            # immediate reconnect on a dropped connection, so a pooled connection left over from before a
+            # Redis restart or failover does not count as an outage.
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
             try:
                 client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
-                                              socket_timeout=2.0, retry=None, retry_on_error=[])
+                                              socket_timeout=2.0, retry=Retry(NoBackoff(), 1),
+                                              retry_on_error=[redis.ConnectionError])
             except ValueError as error:
                 raise StoreOpenError(str(error)) from None
         self.ttl = ttl

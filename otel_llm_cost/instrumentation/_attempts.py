@@ -6,8 +6,9 @@ timeout, a cancelled task, a connection reset mid-response) may have been fully 
 charged. SDK retries are separate attempts, each billed on its own.
 
 So the transports the SDKs send through are watched, once, lazily (a post-import hook, so nothing is
-imported early): `httpx.Client.send` / `AsyncClient.send` (openai, anthropic, google-genai, mistral,
-cohere, groq, ollama) and botocore's `Endpoint._send` (Bedrock). Only while an LLM call is current
+imported early): `Client.send` / `AsyncClient.send` of httpx and of its fork httpx2, which recent
+openai, anthropic and mistralai releases send through (google-genai, cohere, groq, ollama use httpx),
+and botocore's `Endpoint._send` (Bedrock). Only while an LLM call is current
 (`watch()`) does a send record an `Attempt`; any other request passes straight through. For httpx the
 request's `trace` extension says exactly when request headers start going out, so a call cancelled
 while still connecting costs nothing.
@@ -34,6 +35,7 @@ class Attempt:
         self.sent = False
         self.status: int | None = None
         self.traced = False
+        """The transport reports when the request goes out: `sent` is then a fact, not a guess."""
 
     @property
     def billable(self) -> bool:
@@ -78,15 +80,17 @@ def _failed(attempt: Attempt, error: BaseException, never_sent: Callable[[BaseEx
         attempt.sent = not never_sent(error)
 
 
-def _recording(never_sent: Callable[[BaseException], bool], prepare: Callable[[Attempt, tuple[Any, ...], bool], None],
-               is_async: bool) -> Callable[..., Any]:
+Prepare = Callable[[Attempt, Any, tuple[Any, ...], bool], None]
+
+
+def _recording(never_sent: Callable[[BaseException], bool], prepare: Prepare, is_async: bool) -> Callable[..., Any]:
     """A wrapt wrapper for one transport's send: an `Attempt` per send while a call is watched."""
 
     def sync_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         attempt = _begin()
         if attempt is None:
             return wrapped(*args, **kwargs)
-        prepare(attempt, args, False)
+        prepare(attempt, instance, args, False)
         try:
             response = wrapped(*args, **kwargs)
         except BaseException as error:
@@ -100,7 +104,7 @@ def _recording(never_sent: Callable[[BaseException], bool], prepare: Callable[[A
         attempt = _begin()
         if attempt is None:
             return await wrapped(*args, **kwargs)
-        prepare(attempt, args, True)
+        prepare(attempt, instance, args, True)
         try:
             response = await wrapped(*args, **kwargs)
         except BaseException as error:
@@ -127,38 +131,50 @@ def _note(attempt: Attempt, name: str, info: dict[str, Any]) -> None:
                 attempt.status = status
 
 
-def _trace_httpx(attempt: Attempt, args: tuple[Any, ...], is_async: bool) -> None:
-    request = args[0] if args else None
-    extensions = getattr(request, "extensions", None)
-    if not isinstance(extensions, dict):
-        return
-    previous = extensions.get("trace")
-    if is_async:
-        async def atrace(name: str, info: dict[str, Any]) -> None:
-            _note(attempt, name, info)
-            if previous is not None:
-                await previous(name, info)
+def _httpx_preparer(own_transports: tuple[type, ...]) -> Prepare:
+    """Install a trace callback on each request. The library's own transports (httpcore) trace every
+    request they send, so for them an attempt without a send event sent nothing; a custom transport
+    may not trace at all, and its errors are judged instead."""
 
-        extensions["trace"] = atrace
-    else:
-        def trace(name: str, info: dict[str, Any]) -> None:
-            _note(attempt, name, info)
-            if previous is not None:
-                previous(name, info)
+    def prepare(attempt: Attempt, client: Any, args: tuple[Any, ...], is_async: bool) -> None:
+        request = args[0] if args else None
+        extensions = getattr(request, "extensions", None)
+        if not isinstance(extensions, dict):
+            return
+        try:
+            attempt.traced = isinstance(client._transport_for_url(request.url), own_transports)
+        except Exception:
+            attempt.traced = False
+        previous = extensions.get("trace")
+        if is_async:
+            async def atrace(name: str, info: dict[str, Any]) -> None:
+                _note(attempt, name, info)
+                if previous is not None:
+                    await previous(name, info)
 
-        extensions["trace"] = trace
+            extensions["trace"] = atrace
+        else:
+            def trace(name: str, info: dict[str, Any]) -> None:
+                _note(attempt, name, info)
+                if previous is not None:
+                    previous(name, info)
 
+            extensions["trace"] = trace
 
-def _httpx_never_sent(error: BaseException) -> bool:
-    import httpx
-
-    return isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
-                              httpx.ProxyError))
+    return prepare
 
 
 def _patch_httpx(module: Any) -> None:
-    wrapt.wrap_function_wrapper(module, "Client.send", _recording(_httpx_never_sent, _trace_httpx, is_async=False))
-    wrapt.wrap_function_wrapper(module, "AsyncClient.send", _recording(_httpx_never_sent, _trace_httpx, is_async=True))
+    """httpx and httpx2 alike: the same API, each with its own exception classes."""
+    refused = tuple(getattr(module, name) for name in (
+        "ConnectError", "ConnectTimeout", "PoolTimeout", "UnsupportedProtocol", "ProxyError") if hasattr(module, name))
+
+    def never_sent(error: BaseException) -> bool:
+        return isinstance(error, refused)
+
+    prepare = _httpx_preparer((module.HTTPTransport, module.AsyncHTTPTransport))
+    wrapt.wrap_function_wrapper(module, "Client.send", _recording(never_sent, prepare, is_async=False))
+    wrapt.wrap_function_wrapper(module, "AsyncClient.send", _recording(never_sent, prepare, is_async=True))
 
 
 # --- botocore: one `_send` per attempt, retries included ---
@@ -170,7 +186,7 @@ def _botocore_never_sent(error: BaseException) -> bool:
     return isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError))
 
 
-def _no_trace(attempt: Attempt, args: tuple[Any, ...], is_async: bool) -> None:
+def _no_trace(attempt: Attempt, client: Any, args: tuple[Any, ...], is_async: bool) -> None:
     return None
 
 
@@ -190,4 +206,5 @@ def install() -> None:
             return
         _installed = True
     wrapt.register_post_import_hook(_patch_httpx, "httpx")
+    wrapt.register_post_import_hook(_patch_httpx, "httpx2")
     wrapt.register_post_import_hook(_patch_botocore, "botocore.endpoint")
