@@ -1,9 +1,11 @@
 """A FastAPI service: each request's session and user come from headers (or from W3C baggage sent by
 an instrumented caller), so every LLM call it makes is attributed and budgeted per user.
 
-    pip install fastapi uvicorn
-    OTEL_LLM_COST_USER_BUDGET_USD=1 uvicorn examples.fastapi_service:app --port 8000
+    OTEL_LLM_COST_USER_BUDGET_USD=0.001 uvicorn examples.fastapi_service:app --port 8000
     curl -H 'x-session-id: s1' -H 'x-user-id: alice' 'localhost:8000/ask?q=hello'
+    curl localhost:8000/usage/s1
+
+Without OPENAI_BASE_URL it starts the project's offline fake provider, so it runs with no API key.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ _client: openai.AsyncOpenAI | None = None
 def client() -> openai.AsyncOpenAI:
     global _client
     if _client is None:
-        _client = openai.AsyncOpenAI(base_url=os.environ.get("OPENAI_BASE_URL"), max_retries=0)
+        if not os.environ.get("OPENAI_BASE_URL"):  # offline: the fake provider answers like the real API
+            from otel_llm_cost.testing.fake_provider import FakeProvider
+
+            fake = FakeProvider().start()
+            fake.set_model("gpt-4o-mini", input_tokens=400, output_tokens=150)
+            os.environ["OPENAI_BASE_URL"] = fake.openai_url
+            os.environ.setdefault("OPENAI_API_KEY", "offline-demo")
+        _client = openai.AsyncOpenAI(max_retries=0)
     return _client
 
 

@@ -87,11 +87,12 @@ def configure(tracer_provider: Any = None, meter_provider: Any = None, *, instru
     """Attach the cost processor (and metrics) once, instrument the installed SDKs, return the processor.
 
     Keyword settings are the OTEL_LLM_COST_* variables in lower case without the prefix (`budget_usd=5`, `budget_window="day"`, ...) and win
-    over the environment. A second call is a no-op that returns the same processor.
+    over the environment. A second call returns the same processor and changes nothing; it warns, naming what it ignored.
     """
     global _runtime
     with _lock:
         if _runtime is not None and _runtime.tracer_provider is not None:
+            _warn_ignored(_runtime, tracer_provider, meter_provider, settings)
             return _runtime.processor
         resolved = Settings.from_env().with_overrides(**settings) if settings else _state.settings()
         _state.set_settings(resolved)
@@ -115,6 +116,31 @@ def configure(tracer_provider: Any = None, meter_provider: Any = None, *, instru
 
             instrument_sdks(tracer_provider=provider)
         return processor
+
+
+def _warn_ignored(rt: Runtime, tracer_provider: Any, meter_provider: Any, settings: dict[str, Any]) -> None:
+    """A second configure() changes nothing: name what it asked for that differs from what is active."""
+    ignored = []
+    if tracer_provider is not None and tracer_provider is not rt.tracer_provider:
+        ignored.append("tracer_provider")
+    if meter_provider is not None and meter_provider is not rt.meter_provider:
+        ignored.append("meter_provider")
+    if settings:
+        requested = Settings.from_env().with_overrides(**settings)  # a bad value still raises ConfigError
+        for name in settings:
+            active, wanted = getattr(rt.settings, name), getattr(requested, name)
+            if active != wanted:
+                ignored.append(f"{name}={_shown(wanted)} (active: {_shown(active)})")
+    if ignored:
+        _logger.warning("otel-llm-cost: configure() was already called; this call changes nothing and ignored "
+                        "%s. Use set_budget() and set_pricing() to change budgets and prices at run time",
+                        ", ".join(ignored))
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "none"
+    return "none" if value is None else str(value)
 
 
 def _attach_metrics(rt: Runtime, meter_provider: Any) -> None:

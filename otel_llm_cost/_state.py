@@ -39,6 +39,8 @@ class NoBudget:
 _lock = threading.Lock()
 _settings: Settings | None = None
 _budget_hook: BudgetHook = NoBudget()
+instrumented_sdks: set[str] = set()
+"""The SDKs an instrumentor of ours currently patches: an empty set means no call can be checked."""
 
 
 def settings() -> Settings:

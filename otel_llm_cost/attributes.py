@@ -1,4 +1,4 @@
-"""Every span attribute and metric name of the public contract (ARCHITECTURE section 3), once.
+"""Every span attribute and metric name of the public contract, once: dashboards, alerts and users rely on them.
 
 Dashboards and alert rules depend on these strings: change them only with the contract.
 """

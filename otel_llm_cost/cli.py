@@ -1,19 +1,22 @@
 """The `otel-llm-cost` command: look up prices, estimate a prompt's cost, run the demo.
 
-Errors are one clear line on stderr and a non-zero exit, never a traceback.
+Errors are one clear line on stderr and a non-zero exit, never a traceback. Output piped into a
+command that stops reading (`| head -1`) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from otel_llm_cost.config import ConfigError, Settings, prepare_price_book
+from otel_llm_cost._money import usd
+from otel_llm_cost.config import DEFAULT_OUTPUT_TOKENS, ConfigError, Settings, prepare_price_book
 from otel_llm_cost.estimate import estimate_cost
 from otel_llm_cost.pricing import PriceBook, PricingError, Rates, normalize_provider
 
@@ -38,17 +41,14 @@ class CliError(Exception):
     """Printed as one line, exit code 2."""
 
 
-def _price_text(price: Any) -> str | None:
+def _price_value(price: Any) -> str | dict[str, Any] | None:
+    """A flat price as a decimal string; a tiered one as its base and the steps above thresholds."""
     if price is None:
         return None
     if isinstance(price, Decimal):
-        return _money(price)
-    tiers = ", ".join(f">{t.start:,} tok: {_money(t.price)}" for t in price.tiers)
-    return f"{_money(price.base)} ({tiers})"
-
-
-def _money(value: Decimal) -> str:
-    return f"{value.normalize():f}"
+        return usd(price)
+    return {"base": usd(price.base),
+            "tiers": [{"above_input_tokens": t.start, "price": usd(t.price)} for t in price.tiers]}
 
 
 def _rates_row(provider: str | None, model: str, rates: Rates | None) -> dict[str, Any]:
@@ -56,15 +56,25 @@ def _rates_row(provider: str | None, model: str, rates: Rates | None) -> dict[st
         return {"provider": provider, "model": model, "source": "unknown"}
     row: dict[str, Any] = {"provider": provider, "model": model, "source": rates.source, "price_entry": rates.model}
     for name in ("input", "output", "cache_read", "cache_write", "cache_write_1h", "input_audio", "output_audio"):
-        text = _price_text(getattr(rates, name))
-        if text is not None:
-            row[f"{name}_per_mtok"] = text
+        value = _price_value(getattr(rates, name))
+        if value is not None:
+            row[f"{name}_per_mtok"] = value
     if rates.web_search_per_k is not None:
-        row["web_search_per_k"] = _money(rates.web_search_per_k)
+        row["web_search_per_k"] = usd(rates.web_search_per_k)
     return row
 
 
+def _cell(value: str | dict[str, Any] | None) -> str:
+    """A table cell: the base price, starred when a higher rate applies above a prompt size."""
+    if value is None:
+        return "-"
+    return f"{value['base']}*" if isinstance(value, dict) else value
+
+
 def _cmd_prices(args: argparse.Namespace, book: PriceBook) -> int:
+    if args.provider is not None and not book.knows_provider(args.provider):
+        raise CliError(f"no provider {args.provider!r} in the price data; e.g. openai, anthropic, gcp.gemini, "
+                       "aws.bedrock, mistral_ai, cohere, groq, deepseek")
     if args.models:
         wanted = [(args.provider, m) for m in args.models]
     else:
@@ -81,10 +91,10 @@ def _cmd_prices(args: argparse.Namespace, book: PriceBook) -> int:
         print(f"{'model':{width}} {'source':8} {'input':>10} {'output':>10} {'cache read':>10} {'cache write':>11}"
               "  USD per 1M tokens")
         for row in rows:
-            cells = [row.get(k, "-") or "-" for k in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")]
-            cells = [c.split(" ")[0] + ("*" if " " in c else "") for c in cells]
+            cells = [_cell(row.get(k)) for k in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok",
+                                                 "cache_write_per_mtok")]
             print(f"{row['model']:{width}} {row['source']:8} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {cells[3]:>11}")
-        if any("(" in str(v) for row in rows for v in row.values()):
+        if any(isinstance(v, dict) for row in rows for v in row.values()):
             print("* tiered: a higher rate applies above a prompt-size threshold (see --json)")
     unknown = [row["model"] for row in rows if row["source"] == "unknown"]
     if unknown:
@@ -103,6 +113,8 @@ def _cmd_estimate(args: argparse.Namespace, book: PriceBook) -> int:
         if sys.stdin is None or sys.stdin.isatty():
             raise CliError("give the prompt on stdin or with --file")
         prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise CliError(f"the prompt {'in ' + repr(args.file) if args.file else 'on stdin'} is empty")
     if args.max_tokens is not None and args.max_tokens <= 0:
         raise CliError(f"--max-tokens={args.max_tokens} must be greater than zero")
     estimate = estimate_cost(
@@ -113,21 +125,29 @@ def _cmd_estimate(args: argparse.Namespace, book: PriceBook) -> int:
         "model": args.model,
         "input_tokens_upper_bound": estimate.input_tokens,
         "output_tokens": estimate.output_tokens,
-        "cost_usd": str(estimate.cost.total) if estimate.cost else None,
+        "output_tokens_assumed": args.max_tokens is None,
+        "cost_usd": usd(estimate.cost.total) if estimate.cost else None,
         "price_source": estimate.cost.source if estimate.cost else "unknown",
     }
     if args.json:
         print(json.dumps(result, indent=2))
     elif estimate.cost is None:
-        print(f"{args.model}: ~{estimate.input_tokens} input + {estimate.output_tokens} output tokens; price unknown")
+        print(f"{args.model}: ~{estimate.input_tokens:,} input + {estimate.output_tokens:,} output tokens; "
+              "price unknown")
     else:
-        print(f"{args.model}: at most ${estimate.cost.total:.6f} "
-              f"({estimate.input_tokens} input + {estimate.output_tokens} output tokens, {estimate.cost.source} prices)")
+        print(f"{args.model}: at most ${usd(estimate.cost.total)} ({estimate.input_tokens:,} input + "
+              f"{estimate.output_tokens:,} output tokens, {estimate.cost.source} prices)")
+    if args.max_tokens is None and not args.json:
+        print(f"note: no --max-tokens, so {estimate.output_tokens:,} output tokens were assumed "
+              f"(set --max-tokens, or {DEFAULT_OUTPUT_TOKENS})", file=sys.stderr)
     return 0 if estimate.cost is not None else 1
 
 
 def _parser() -> argparse.ArgumentParser:
+    from otel_llm_cost import __version__
+
     parser = argparse.ArgumentParser(prog="otel-llm-cost", description="Exact cost and budgets for LLM calls.")
+    parser.add_argument("--version", action="version", version=f"otel-llm-cost {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     prices = commands.add_parser("prices", help="show resolved prices and their source")
@@ -161,12 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.settings = Settings.from_env()
         book = prepare_price_book(args.settings, PriceBook())
-        return int(args.handler(args, book))
+        status = int(args.handler(args, book))
+        sys.stdout.flush()
+        return status
     except (ConfigError, PricingError, CliError) as exc:
         print(f"otel-llm-cost: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`| head -1`): what it read is all it wanted; stop quietly, and keep
+        # Python from failing again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

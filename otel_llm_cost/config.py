@@ -6,6 +6,8 @@ one line that names the variable and the value, so a typo never silently disable
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -33,6 +35,10 @@ STREAM_USAGE: Final = "OTEL_LLM_COST_STREAM_USAGE"
 METRIC_TAGS: Final = "OTEL_LLM_COST_METRIC_TAGS"
 COMPAT_COST_ATTRIBUTE: Final = "OTEL_LLM_COST_COMPAT_COST_ATTRIBUTE"
 MAX_SESSIONS: Final = "OTEL_LLM_COST_MAX_SESSIONS"
+
+PREFIX: Final = "OTEL_LLM_COST_"
+
+_logger = logging.getLogger(__name__)
 
 WINDOWS: Final = ("total", "hour", "day", "week", "month")
 POLICIES: Final = ("raise", "warn")
@@ -70,6 +76,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        warn_unknown_variables(env)
         values: dict[str, Any] = {}
         for name, (variable, parse) in _PARSERS.items():
             raw = env.get(variable)
@@ -211,6 +218,26 @@ _PARSERS: Final[dict[str, tuple[str, Any]]] = {
     "compat_cost_attribute": (COMPAT_COST_ATTRIBUTE, parse_bool),
     "max_sessions": (MAX_SESSIONS, parse_positive_int),
 }
+
+
+def known_variables() -> frozenset[str]:
+    """Every OTEL_LLM_COST_* variable the package reads."""
+    return frozenset(variable for variable, _ in _PARSERS.values())
+
+
+_warned_unknown: set[str] = set()
+
+
+def warn_unknown_variables(env: Mapping[str, str]) -> None:
+    """A misspelt variable (OTEL_LLM_COST_BUDGET=5) would silently do nothing: say so, once, with the
+    closest known name."""
+    known = known_variables()
+    for name in env:
+        if name.startswith(PREFIX) and name not in known and name not in _warned_unknown:
+            _warned_unknown.add(name)
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else f"; known variables: {', '.join(sorted(known))}"
+            _logger.warning("otel-llm-cost: %s is not a setting and is ignored%s", name, hint)
 
 
 def prepare_price_book(settings: Settings, book: Any = None) -> Any:

@@ -16,17 +16,41 @@ import time
 import warnings
 from typing import Any
 
+from otel_llm_cost._money import column_usd, usd
+
 __all__ = ["add_demo_command", "run_demo"]
 
 MESSAGES = [{"role": "user", "content": "Summarise our Q3 incident reports in three bullet points."}]
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0 to 65535; 0: no /metrics server)")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be zero or more seconds")
+    return seconds
+
+
 def add_demo_command(commands: Any) -> None:
     demo = commands.add_parser("demo", help="run the offline demo workload and serve /metrics")
-    demo.add_argument("--port", type=int, default=9464, help="Prometheus /metrics port (0: no server)")
-    demo.add_argument("--duration", type=float, default=0.0,
+    demo.add_argument("--port", type=_port, default=9464, help="Prometheus /metrics port (0: no server)")
+    demo.add_argument("--duration", type=_seconds, default=0.0,
                       help="keep generating traffic for this many seconds (for Prometheus to scrape)")
-    demo.add_argument("--interval", type=float, default=2.0, help="seconds between rounds with --duration")
+    demo.add_argument("--interval", type=_seconds, default=2.0, help="seconds between rounds with --duration")
+    demo.add_argument("--exit", action="store_true",
+                      help="exit after the workload instead of serving /metrics until Ctrl-C")
     demo.add_argument("--quiet", action="store_true", help="no per-call progress")
     demo.set_defaults(handler=lambda args, book: run_demo(args))
 
@@ -36,8 +60,21 @@ def _progress(quiet: bool, text: str) -> None:
         print(text, flush=True)
 
 
+def _require_sdks() -> None:
+    """The demo drives the real OpenAI and Anthropic clients: without them, say which extra installs them."""
+    import importlib.util
+
+    missing = [name for name in ("openai", "anthropic") if importlib.util.find_spec(name) is None]
+    if missing:
+        from otel_llm_cost.cli import CliError
+
+        raise CliError(f"the demo needs the {' and '.join(missing)} SDK{'s' if len(missing) > 1 else ''}: "
+                       "pip install 'otel-llm-cost[demo]'")
+
+
 def run_demo(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    _require_sdks()
     import anthropic
     import openai
     from opentelemetry.sdk.metrics import MeterProvider
@@ -99,9 +136,31 @@ def run_demo(args: argparse.Namespace) -> int:
     print()
     for status in llm_cost.budgets():
         key = f" (worst key {status.key!r}, {status.exhausted_keys} exhausted)" if status.scope != "global" else ""
-        print(f"budget {status.name:18} {status.window:6} limit ${status.limit}  spent ${status.spent:.6f}  "
-              f"utilization {status.utilization:6.1%}{key}")
+        print(f"budget {status.name:18} {status.window:6} limit {'$' + usd(status.limit):>7}  "
+              f"spent ${column_usd(status.spent)}  utilization {status.utilization:6.1%}{key}")
+    _next_steps(args)
+    if args.port and not args.exit:
+        _serve_until_interrupted(args.port)
     return 0
+
+
+def _next_steps(args: argparse.Namespace) -> None:
+    print()
+    print("Where to look next:")
+    if args.port:
+        print(f"  metrics   curl -s http://127.0.0.1:{args.port}/metrics | grep llm_cost_")
+    print("  Grafana   docker compose -f docker-compose.observability.yml up   (dashboards on http://localhost:3000)")
+    print("  your app  OTEL_LLM_COST_BUDGET_USD=5 opentelemetry-instrument python app.py")
+
+
+def _serve_until_interrupted(port: int) -> None:
+    print(f"\nServing /metrics on http://127.0.0.1:{port}/metrics until Ctrl-C (--exit to stop right away).",
+          flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
 
 
 BEDROCK_CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -139,15 +198,18 @@ def _optional_clients(fake: Any) -> dict[str, Any]:
     return clients
 
 
+_MODEL_WIDTH = len(BEDROCK_CLAUDE)  # the longest model id the demo calls
+
+
 def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -> None:
     import otel_llm_cost as llm_cost
 
     def show(label: str) -> None:
         last = llm_cost.last_usage()
         if last is not None:
-            cost = f"${last.cost:.6f}" if last.cost is not None else "price unknown"
-            _progress(quiet, f"  [{n}] {label:34} {last.model:26} {last.input_tokens:>7,} in {last.output_tokens:>6,} "
-                             f"out  {cost}")
+            cost = f"${column_usd(last.cost)}" if last.cost is not None else "price unknown"
+            _progress(quiet, f"  [{n:>3}] {label:34} {last.model:{_MODEL_WIDTH}} {last.input_tokens:>7,} in "
+                             f"{last.output_tokens:>6,} out  {cost}")
 
     with llm_cost.session(f"support-{n}", user_id="alice", feature="support"):
         claude.messages.create(model="claude-sonnet-4-5", max_tokens=800, messages=MESSAGES,
@@ -191,7 +253,7 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
             try:
                 oai.chat.completions.create(model="gpt-4.1", max_tokens=4_000, messages=history)
             except llm_cost.BudgetExceededError as stop:
-                _progress(quiet, f"  [{n}] runaway agent stopped at step {step}: {stop}")
+                _progress(quiet, f"  [{n:>3}] runaway agent stopped at step {step}: {stop}")
                 break
             show(f"runaway agent step {step}")
             history += [{"role": "assistant", "content": "Calling the search tool again."},

@@ -1,4 +1,4 @@
-"""The instruments of ARCHITECTURE section 3, fed by the processor once per counted call.
+"""The instruments of the public contract (names in `attributes.py`), fed by the processor once per counted call.
 
 Labels are bounded: provider, operation, request and response model, plus only the context tags the
 user lists in OTEL_LLM_COST_METRIC_TAGS. Session and user ids are never labels. Budgets are

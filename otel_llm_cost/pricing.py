@@ -491,6 +491,14 @@ class PriceBook:
             self._custom.clear()
             self._cache.clear()
 
+    def knows_provider(self, provider: str) -> bool:
+        """Whether any price source has this provider (semconv names and genai-prices ids alike)."""
+        key = normalize_provider(provider)
+        if any(p == key for p, _ in self._custom):
+            return True
+        snapshot = self._fetched or data_snapshot.get_snapshot()
+        return key is not None and data_snapshot.find_provider_by_id(snapshot.providers, key) is not None
+
     def use_fetched(self, snapshot: data_snapshot.DataSnapshot, fetched_at: datetime) -> None:
         with self._lock:
             self._fetched, self._fetched_at, self._fetch_error = snapshot, fetched_at, None

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from otel_llm_cost._money import column_usd, usd
 from otel_llm_cost.usage import Usage
 
 __all__ = ["CallRecord", "SessionSummary", "SessionTotals", "LastUsage", "last_usage", "publish_exact_record",
@@ -89,13 +90,14 @@ class _Totals:
     """Mutable accumulator; guarded by the owner's lock."""
 
     __slots__ = ("calls", "input", "output", "cache_read", "cache_write", "reasoning", "cost", "unpriced",
-                 "errors", "first", "last", "by_model", "by_provider")
+                 "priced_tokens", "errors", "first", "last", "by_model", "by_provider")
 
     def __init__(self, nested: bool = True) -> None:
         self.calls = 0
         self.input = self.output = self.cache_read = self.cache_write = self.reasoning = 0
         self.cost = ZERO
         self.unpriced = 0
+        self.priced_tokens = 0
         self.errors = 0
         self.first: datetime | None = None
         self.last: datetime | None = None
@@ -115,8 +117,10 @@ class _Totals:
         self.reasoning += delta[4]
         if record.cost is None:
             self.unpriced += 1
-        elif record.cost:
-            self.cost += record.cost
+        else:
+            self.priced_tokens += delta[0] + delta[1]
+            if record.cost:
+                self.cost += record.cost
         if record.outcome == "error":
             self.errors += 1
         if self.first is None:
@@ -138,6 +142,7 @@ class _Totals:
             cost=self.cost,
             unpriced_calls=self.unpriced,
             errors=self.errors,
+            priced_tokens=self.priced_tokens,
             started_at=self.first,
             last_call_at=self.last,
             _models={k: v.summary(None) for k, v in (self.by_model or {}).items()},
@@ -174,6 +179,8 @@ class SessionSummary:
     errors: int = 0
     started_at: datetime | None = None
     last_call_at: datetime | None = None
+    priced_tokens: int = 0
+    """Input and output tokens of the priced calls: what `cost` is spread over."""
     _models: Mapping[str, SessionSummary] = field(default_factory=dict, repr=False)
     _providers: Mapping[str, SessionSummary] = field(default_factory=dict, repr=False)
 
@@ -192,7 +199,8 @@ class SessionSummary:
 
     @property
     def cost_per_1k_tokens(self) -> Decimal:
-        return self.cost * 1000 / self.total_tokens if self.total_tokens else ZERO
+        """Over the tokens of priced calls only: an unpriced call's tokens would dilute it."""
+        return self.cost * 1000 / self.priced_tokens if self.priced_tokens else ZERO
 
     @property
     def cache_hit_ratio(self) -> float:
@@ -210,8 +218,8 @@ class SessionSummary:
             return {
                 "calls": s.calls, "input_tokens": s.input_tokens, "output_tokens": s.output_tokens,
                 "cache_read_tokens": s.cache_read_tokens, "cache_write_tokens": s.cache_write_tokens,
-                "reasoning_tokens": s.reasoning_tokens, "cost_usd": str(s.cost), "unpriced_calls": s.unpriced_calls,
-                "avg_cost_per_call_usd": str(s.avg_cost_per_call), "cost_per_1k_tokens_usd": str(s.cost_per_1k_tokens),
+                "reasoning_tokens": s.reasoning_tokens, "cost_usd": usd(s.cost), "unpriced_calls": s.unpriced_calls,
+                "avg_cost_per_call_usd": usd(s.avg_cost_per_call), "cost_per_1k_tokens_usd": usd(s.cost_per_1k_tokens),
             }
 
         return {
@@ -228,7 +236,7 @@ class SessionSummary:
         """`detailed` (multi-line report), `compact` (one line) or `table` (per model, aligned)."""
         if style == "compact":
             unpriced = f", {self.unpriced_calls} unpriced" if self.unpriced_calls else ""
-            return (f"{self.session_id or 'all'}: ${_money(self.cost)} over {self.calls} calls{unpriced}, "
+            return (f"{self.session_id or 'all'}: {self._cost_text()} over {_count(self.calls, 'call')}{unpriced}, "
                     f"{self.input_tokens:,} in / {self.output_tokens:,} out tokens")
         if style == "table":
             return self._table()
@@ -236,21 +244,32 @@ class SessionSummary:
             raise ValueError(f"format style must be 'detailed', 'compact' or 'table', not {style!r}")
         lines = [
             f"Session {self.session_id or '(all)'}",
-            f"  cost            ${_money(self.cost)}" + (f"  (+{self.unpriced_calls} calls with unknown price)"
-                                                         if self.unpriced_calls else ""),
-            f"  calls           {self.calls} ({self.errors} errors)",
+            f"  cost            {self._cost_text()}" + (
+                f"  (+{_count(self.unpriced_calls, 'call')} with unknown price)"
+                if self.unpriced_calls and self.priced_calls else ""),
+            f"  calls           {self.calls} ({_count(self.errors, 'error')})",
             f"  tokens          {self.input_tokens:,} in ({self.cache_read_tokens:,} cache read, "
             f"{self.cache_write_tokens:,} cache write) / {self.output_tokens:,} out ({self.reasoning_tokens:,} reasoning)",
-            f"  per call        ${_money(self.avg_cost_per_call)}",
-            f"  per 1k tokens   ${_money(self.cost_per_1k_tokens)}",
+            f"  per call        {self._rate_text(self.avg_cost_per_call)}",
+            f"  per 1k tokens   {self._rate_text(self.cost_per_1k_tokens)}",
         ]
         if self.started_at and self.last_call_at:
             lines.append(f"  duration        {(self.last_call_at - self.started_at).total_seconds():.1f} s")
         for title, parts in (("by provider", self.by_provider()), ("by model", self.by_model())):
             lines.append(f"  {title}:")
-            lines.extend(f"    {name:28} ${_money(s.cost):>12}  {s.calls:>5} calls  {s.total_tokens:>10,} tokens"
-                         for name, s in parts.items())
+            width = max([28, *(len(name) for name in parts)])
+            lines.extend(f"    {name:{width}} {s._cost_text():>13}  {_count(s.calls, 'call', 5):>11}  "
+                         f"{s.total_tokens:>10,} tokens" for name, s in parts.items())
         return "\n".join(lines)
+
+    def _cost_text(self) -> str:
+        """The cost, or `unknown` when no call of it had a price (never a made-up $0)."""
+        if self.calls and not self.priced_calls:
+            return "unknown"
+        return f"${column_usd(self.cost)}"
+
+    def _rate_text(self, value: Decimal) -> str:
+        return f"${usd(value)}" if self.priced_calls else "unknown"
 
     def _table(self) -> str:
         by_model = self.by_model()
@@ -258,17 +277,18 @@ class SessionSummary:
         header = f"{'model':{width}} {'calls':>6} {'input':>10} {'cache rd':>10} {'output':>9} {'cost USD':>12}"
         rows = [header, "-" * len(header)]
         for name, s in by_model.items():
-            cost = _money(s.cost) if s.priced_calls else "unknown"
+            cost = column_usd(s.cost) if s.priced_calls else "unknown"
             rows.append(f"{name:{width}} {s.calls:>6} {s.input_tokens:>10,} {s.cache_read_tokens:>10,} "
                         f"{s.output_tokens:>9,} {cost:>12}")
         rows.append("-" * len(header))
         rows.append(f"{'total':{width}} {self.calls:>6} {self.input_tokens:>10,} {self.cache_read_tokens:>10,} "
-                    f"{self.output_tokens:>9,} {_money(self.cost):>12}")
+                    f"{self.output_tokens:>9,} {column_usd(self.cost):>12}")
         return "\n".join(rows)
 
 
-def _money(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.000001')):f}"
+def _count(n: int, noun: str, width: int = 0) -> str:
+    """`1 call`, `2 calls`: a number and its noun, singular or plural."""
+    return f"{n:>{width}} {noun}{'' if n == 1 else 's'}"
 
 
 class SessionTotals:

@@ -1,24 +1,56 @@
 #!/usr/bin/env bash
-# Set up a fresh clone: system packages the tests use, then a virtualenv with the project and its dev extra.
-# Idempotent and quiet on a second run.
+# Set up a fresh clone, one line per step. Idempotent, and quick when nothing changed.
+#
+#   bash scripts/setup.sh          .venv: the package with the SDKs, the examples and the dev tools
+#   bash scripts/setup.sh test     .venv-test: the same plus peer instrumentations (OpenLLMetry, the official
+#                                  GenAI ones) for the coexistence tests and benchmarks, and the servers the
+#                                  tests start (prometheus/promtool, redis-server) from Debian's packages
+#
+# The demo and examples use .venv, where ours is the only LLM instrumentation: one span per call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
-command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-if ((${#need_apt[@]})); then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: apt-get install ${need_apt[*]}" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}") >/dev/null \
-      || echo "setup: could not install ${need_apt[*]}; the tests that need them will fail" >&2
-  else
-    echo "setup: please install ${need_apt[*]} (Debian/Ubuntu: apt-get install ${need_apt[*]})" >&2
+mode="${1:-dev}"
+case "$mode" in
+  dev) venv=.venv; extras="dev" ;;
+  test) venv=.venv-test; extras="dev,peers" ;;
+  *) echo "setup: unknown mode '$mode' (use: dev or test)" >&2; exit 2 ;;
+esac
+step() { echo "setup: $*" >&2; }
+
+if [ "$mode" = test ]; then
+  need_apt=()
+  command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+  if ((${#need_apt[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      step "installing Debian packages: ${need_apt[*]}"
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}") \
+        >/dev/null 2>&1 || step "could not install ${need_apt[*]}; the tests that need them will fail"
+    else
+      step "please install ${need_apt[*]} (Debian/Ubuntu: apt-get install ${need_apt[*]})"
+    fi
   fi
 fi
 
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+stamp="$venv/.otel-llm-cost-installed"
+wanted="$extras $(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+  step "$venv is up to date"
+  exit 0
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+if [ ! -x "$venv/bin/python" ]; then
+  step "creating the virtualenv $venv"
+  python3 -m venv "$venv"
+fi
+log="$venv/setup.log"
+step "installing otel-llm-cost[$extras] into $venv (about a minute the first time; log: $log)"
+if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+       && PYTHONWARNINGS=ignore "$venv/bin/python" -m pip install --disable-pip-version-check -e ".[$extras]"; } \
+       >"$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  step "pip failed; the whole log is in $log"
+  exit 1
+fi
+echo "$wanted" > "$stamp"
+step "ready: $venv"

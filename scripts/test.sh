@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The README's test command: set up, then run the whole suite. Fails on any failure and on zero tests.
+# The README's test command: set up .venv-test (with the peer instrumentations and the test servers),
+# then run the whole suite. Fails on any failure and on zero tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh test
+echo "test: running the suite" >&2
 set +e
-.venv/bin/python -m pytest "$@"
+.venv-test/bin/python -m pytest "$@"
 status=$?
 set -e
 if [ "$status" = 5 ]; then

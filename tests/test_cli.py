@@ -33,8 +33,9 @@ def test_prices_json():
     data = json.loads(result.stdout)
     row = data["prices"][0]
     assert row["source"] == "bundled"
-    assert row["input_per_mtok"].startswith("3 ")  # tiered: 3, then 6 above 200k
-    assert row["cache_write_1h_per_mtok"].startswith("6 ")
+    # Claude Sonnet 4.5: $3 input, $6 above 200k prompt tokens (anthropic.com/pricing, 2026-11-25)
+    assert row["input_per_mtok"] == {"base": "3", "tiers": [{"above_input_tokens": 200_000, "price": "6"}]}
+    assert row["cache_write_1h_per_mtok"]["base"] == "6" and row["output_per_mtok"]["base"] == "15"
 
 
 def test_unknown_model_exits_non_zero_with_one_line():
@@ -90,6 +91,7 @@ def test_estimate_reads_a_file_and_rejects_a_missing_one(tmp_path):
 def test_demo_runs_offline_and_prints_the_cost_table_and_budgets():
     result = run("demo", "--port", "0", env={"PYTHONWARNINGS": "ignore"})
     assert result.returncode == 0, result.stderr
+    assert "until Ctrl-C" not in result.stdout  # no /metrics server, nothing to keep serving
     out = result.stdout
     assert "runaway agent stopped at step" in out  # the session budget stopped it
     for model in ("claude-sonnet-4-5", "gpt-4o", "gpt-4.1", "acme-internal-llm"):
@@ -107,3 +109,96 @@ def test_demo_port_in_use_is_one_clear_line():
         result = run("demo", "--port", str(busy.getsockname()[1]))
     assert result.returncode == 2
     assert result.stderr.startswith("otel-llm-cost: cannot serve /metrics") and "Traceback" not in result.stderr
+
+
+def test_version():
+    from otel_llm_cost import __version__
+
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout == f"otel-llm-cost {__version__}\n"
+
+
+def test_an_unknown_provider_is_an_error_not_an_empty_table():
+    result = run("prices", "--provider", "nope")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("otel-llm-cost: no provider 'nope' in the price data")
+    assert run("prices", "--provider", "groq").returncode in (0, 1)  # a provider we have prices for
+
+
+def test_estimate_says_which_output_tokens_it_assumed():
+    result = run("estimate", "--model", "gpt-4o-mini", stdin="Hello there")
+    assert result.returncode == 0
+    assert "1,024 output tokens" in result.stdout
+    assert result.stderr == ("note: no --max-tokens, so 1,024 output tokens were assumed "
+                             "(set --max-tokens, or OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS)\n")
+    assert json.loads(run("estimate", "--model", "gpt-4o-mini", "--json", stdin="Hi").stdout)["output_tokens_assumed"]
+
+
+@pytest.mark.parametrize("stdin", ["", "  \n"])
+def test_an_empty_prompt_is_an_error(stdin):
+    result = run("estimate", "--model", "gpt-4o-mini", stdin=stdin)
+    assert result.returncode == 2 and result.stderr == "otel-llm-cost: the prompt on stdin is empty\n"
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`prices --json | head -1` printed a BrokenPipe traceback in half the runs."""
+    for _ in range(5):
+        done = subprocess.run(f"{sys.executable} -m otel_llm_cost.cli prices --json | head -1", shell=True,
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout == "{\n" and done.stderr == ""
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--port", "99999"], "argument --port: 99999 is not a port (0 to 65535; 0: no /metrics server)"),
+    (["--interval", "-1"], "argument --interval: -1 must be zero or more seconds"),
+    (["--duration", "soon"], "argument --duration: 'soon' is not a number of seconds"),
+])
+def test_bad_demo_options_are_one_line(args, message):
+    result = run("demo", *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"otel-llm-cost demo: error: {message}"
+
+
+def test_demo_without_the_sdks_names_the_extra_to_install():
+    """After a plain `pip install otel-llm-cost`: no openai, no anthropic."""
+    script = ("import importlib.util, sys\n"
+              "real = importlib.util.find_spec\n"
+              "importlib.util.find_spec = lambda name, *a: None if name in ('openai', 'anthropic') else real(name, *a)\n"
+              "from otel_llm_cost.cli import main\n"
+              "sys.exit(main(['demo', '--port', '0']))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == ("otel-llm-cost: the demo needs the openai and anthropic SDKs: "
+                             "pip install 'otel-llm-cost[demo]'\n")
+
+
+def test_demo_serves_metrics_until_ctrl_c_and_says_where_to_look():
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    demo = subprocess.Popen([sys.executable, "-m", "otel_llm_cost.cli", "demo", "--port", str(port), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    try:
+        lines = []
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if "until Ctrl-C" in line:
+                break
+        time.sleep(0.5)  # still serving after the workload
+        assert demo.poll() is None
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert "llm_cost_calls_total" in body
+        out = "".join(lines)
+        assert f"curl -s http://127.0.0.1:{port}/metrics" in out
+        assert "docker compose -f docker-compose.observability.yml up" in out
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, err = demo.communicate(timeout=30)
+    assert demo.returncode == 0 and "stopped" in rest and "Traceback" not in err

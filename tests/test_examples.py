@@ -1,13 +1,103 @@
-"""The examples run as documented."""
+"""The examples run as documented: each line of the README's examples table is run exactly as written,
+offline, with the environment's bin directory on PATH (as after `source .venv/bin/activate`)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+BIN = str(Path(sys.executable).parent)
+
+
+def _readme_launch_lines() -> dict[str, list[str]]:
+    """`examples/<file>` -> the commands of its row in the README's examples table, in order."""
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        match = re.match(r"^\| `(examples/[a-z_]+\.py)`, [^|]+\| (.+) \|$", line)
+        if match:
+            rows[match.group(1)] = re.findall(r"`([^`]+)`", match.group(2))
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _offline_env(**extra: str) -> dict[str, str]:
+    """The shell a user has after activating the virtualenv: no provider URL or key, quiet warnings.
+    The test environment also holds the peer instrumentations (for the coexistence tests); they are
+    switched off here so the examples run as in `.venv`, where ours is the only one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "OTEL_"))}
+    return {**env, "PATH": f"{BIN}:{env.get('PATH', '')}", "PYTHONWARNINGS": "ignore",
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai,google-genai,botocore", **extra}
+
+
+def test_every_example_has_a_launch_line_in_the_readme():
+    examples = {f"examples/{p.name}" for p in (ROOT / "examples").glob("*.py") if p.name != "__init__.py"}
+    assert set(_readme_launch_lines()) == examples
+
+
+def test_quickstart_runs_as_the_readme_says_with_one_costed_span_per_call():
+    command = _readme_launch_lines()["examples/quickstart.py"][0]
+    done = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=_offline_env(OTEL_EXPORTER_PROMETHEUS_PORT=str(_free_port())))
+    assert done.returncode == 0, done.stderr
+    assert "quickstart done" in done.stdout and done.stderr == ""
+    spans = [json.loads(block) for block in re.findall(r"^\{\n.*?^\}", done.stdout, flags=re.M | re.S)]
+    assert len(spans) == 3  # one span per call, nothing else
+    assert all(span["name"] == "chat gpt-4o-mini" and span["attributes"]["gen_ai.usage.cost.amount"] > 0
+               for span in spans)
+
+
+def test_agent_with_budget_runs_as_the_readme_says():
+    command = _readme_launch_lines()["examples/agent_with_budget.py"][0]
+    done = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=_offline_env())
+    assert done.returncode == 0, done.stderr
+    assert "stopped before step" in done.stdout and "remaining $" in done.stdout
+
+
+def test_fastapi_service_runs_as_the_readme_says_and_stops_alice_at_her_budget():
+    serve, ask = _readme_launch_lines()["examples/fastapi_service.py"]
+    port = str(_free_port())
+    server = subprocess.Popen(serve.replace("8000", port), shell=True, cwd=ROOT, env=_offline_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        url = re.search(r"'(localhost:8000[^']+)'", ask).group(1).replace("8000", port)
+        headers = dict(h.split(": ", 1) for h in re.findall(r"-H '([^']+)'", ask))
+        statuses, first = [], None
+        deadline = time.monotonic() + 60
+        while len(statuses) < 12:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(f"http://{url}", headers=headers), timeout=10) as r:
+                    statuses.append(r.status)
+                    first = first or json.loads(r.read())
+            except urllib.error.HTTPError as error:
+                statuses.append(error.code)
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline and server.poll() is None, "uvicorn did not start"
+                time.sleep(0.2)
+        # gpt-4o-mini: 400 in x $0.15/M + 150 out x $0.60/M = $0.00015 a call (openai.com/api/pricing, 2026-11-25)
+        assert first is not None and first["cost_usd"] == "0.00015"
+        assert statuses[0] == 200 and 429 in statuses  # alice's $0.001 budget stops her before sending
+    finally:
+        import signal
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
 
 
 def test_agent_with_budget_stops_the_runaway_loop():

@@ -106,7 +106,8 @@ def test_summary_by_model_provider_and_formats(tracer_provider, processor, opena
     # gpt-4o: 0.0025 + 0.001 each; haiku: 0.002 + 0.001
     assert (s.calls, s.unpriced_calls, s.cost) == (4, 1, D("0.01"))
     assert s.avg_cost_per_call == D("0.01") / 3  # over priced calls: an unknown price is not free
-    assert s.cost_per_1k_tokens == D("0.01") * 1000 / s.total_tokens
+    unpriced_tokens = s.by_model()["unpriced-model"].total_tokens
+    assert s.cost_per_1k_tokens == D("0.01") * 1000 / (s.total_tokens - unpriced_tokens)  # priced calls only
     assert list(s.by_model()) == ["gpt-4o", "claude-haiku-4-5", "unpriced-model"]
     assert {k: v.calls for k, v in s.by_provider().items()} == {"openai": 3, "anthropic": 1}
     assert processor.totals.user("alice").cost == D("0.01")
@@ -114,8 +115,16 @@ def test_summary_by_model_provider_and_formats(tracer_provider, processor, opena
     table = s.format("table")
     assert "gpt-4o" in table and "unknown" in table and "0.010000" in table
     assert s.format("compact").startswith("chat-42: $0.010000 over 4 calls, 1 unpriced")
-    assert "by model:" in s.format("detailed")
-    assert s.to_dict()["by_model"]["gpt-4o"]["cost_usd"] == "0.0070"
+    detailed = s.format("detailed")
+    assert "by model:" in detailed and "  calls           4 (0 errors)" in detailed
+    unpriced_row = next(line for line in detailed.splitlines() if "unpriced-model" in line)
+    assert unpriced_row.split()[1:3] == ["unknown", "1"] and "call " in unpriced_row  # never $0, and "1 call"
+    assert "(+1 call with unknown price)" in detailed
+    as_dict = s.to_dict()
+    assert as_dict["by_model"]["gpt-4o"]["cost_usd"] == "0.007"
+    # $0.01 over 4,400 priced tokens (2 x 1,100 gpt-4o + 2,200 haiku), ten decimals at most
+    assert as_dict["cost_per_1k_tokens_usd"] == "0.0022727273" and as_dict["avg_cost_per_call_usd"] == "0.0033333333"
+    assert processor.totals.session("no-such").format("compact") == "no-such: $0.000000 over 0 calls, 0 in / 0 out tokens"
     with pytest.raises(ValueError, match="format style"):
         s.format("fancy")
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from otel_llm_cost._money import usd
+
 __all__ = [
     "Budget", "BudgetStatus", "BudgetExceededError", "BudgetStoreUnavailableError", "BudgetError", "SCOPES", "WINDOWS",
     "POLICIES",
@@ -41,7 +43,8 @@ class BudgetExceededError(RuntimeError):
         self.key = key
         scope = f" for {key!r}" if key else ""
         super().__init__(
-            f"budget {budget!r}{scope} would be exceeded: limit ${limit}, spent ${spent}, this call up to ${estimate}"
+            f"budget {budget!r}{scope} would be exceeded: limit ${usd(limit)}, spent ${usd(spent)}, "
+            f"this call up to ${usd(estimate)}"
         )
 
 
@@ -132,8 +135,9 @@ class BudgetStatus:
     def __repr__(self) -> str:
         key = f", key={self.key!r}" if self.key else ""
         stale = ", stale=True" if self.stale else ""
-        return (f"BudgetStatus(name={self.name!r}{key}, limit=${self.limit}, spent=${self.spent}, "
-                f"reserved=${self.reserved}, remaining=${self.remaining}, utilization={self.utilization:.1%}{stale})")
+        return (f"BudgetStatus(name={self.name!r}{key}, limit=${usd(self.limit)}, spent=${usd(self.spent)}, "
+                f"reserved=${usd(self.reserved)}, remaining=${usd(self.remaining)}, "
+                f"utilization={self.utilization:.1%}{stale})")
 
     @property
     def remaining(self) -> Decimal:

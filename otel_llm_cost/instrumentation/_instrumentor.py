@@ -59,6 +59,8 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 wrapper = target.wrapper(self._ctx)
                 wrap_function_wrapper(target.module, target.name, wrapper)
                 self._wrappers.append((owner, target.name.rsplit(".", 1)[-1], wrapper))
+        if self._wrappers:
+            _state.instrumented_sdks.add(type(self).__name__)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         """Restore each method exactly. If another instrumentation wrapped it after us, its wrapper must
@@ -66,6 +68,7 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         ctx = getattr(self, "_ctx", None)
         if ctx is not None:
             ctx.active = False
+        _state.instrumented_sdks.discard(type(self).__name__)
         for owner, method, wrapper in getattr(self, "_wrappers", ()):
             current = owner.__dict__.get(method)
             if getattr(current, "_self_wrapper", None) is wrapper:
