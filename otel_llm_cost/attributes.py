@@ -90,4 +90,9 @@ LLM_COST_PRICING_KNOWN: Final = "llm_cost.pricing.known"
 LLM_COST_BUDGET_WINDOW: Final = "llm_cost.budget.window"
 
 COST_SOURCE_LOCAL: Final = "local"
+COST_SOURCE_PROVIDER: Final = "provider"
+"""The response itself reported the cost (OpenRouter `usage.cost`, a LiteLLM proxy's cost header)."""
+
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
 CURRENCY_USD: Final = "USD"

@@ -35,6 +35,7 @@ STREAM_USAGE: Final = "OTEL_LLM_COST_STREAM_USAGE"
 METRIC_TAGS: Final = "OTEL_LLM_COST_METRIC_TAGS"
 COMPAT_COST_ATTRIBUTE: Final = "OTEL_LLM_COST_COMPAT_COST_ATTRIBUTE"
 MAX_SESSIONS: Final = "OTEL_LLM_COST_MAX_SESSIONS"
+PROVIDERS: Final = "OTEL_LLM_COST_PROVIDERS"
 
 PREFIX: Final = "OTEL_LLM_COST_"
 
@@ -72,6 +73,8 @@ class Settings:
     metric_tags: tuple[str, ...] = field(default_factory=tuple)
     compat_cost_attribute: bool = True
     max_sessions: int = 10_000
+    providers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    """`host[:port]` -> provider, for hosts genai-prices does not know (a gateway, a loopback test server)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,7 +101,10 @@ class Settings:
                 values[name] = None
                 continue
             variable, parse = _PARSERS[name]
-            text = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+            if isinstance(value, Mapping):  # providers={"llm-gateway.internal": "openai"}
+                text = ",".join(f"{k}={v}" for k, v in value.items())
+            else:
+                text = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
             values[name] = parse(f"configure({name}=...)", text)
         return replace(self, **values)
 
@@ -194,6 +200,22 @@ def parse_tag_list(variable: str, raw: str) -> tuple[str, ...]:
     return tags
 
 
+def parse_providers(variable: str, raw: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, sep, provider = (piece.strip() for piece in item.partition("="))
+        if not sep or not host or not provider or "/" in host or " " in provider:
+            raise ConfigError(f"{variable}={raw!r}: {item!r} is not host[:port]=provider "
+                              "(e.g. llm-gateway.internal=openai,127.0.0.1:8000=groq)")
+        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        if port and not port.isdigit():
+            raise ConfigError(f"{variable}={raw!r}: {host!r} has a port that is not a number")
+        pairs.append((host.lower(), provider.lower()))
+    return tuple(pairs)
+
+
 def is_finite_number(value: object) -> bool:
     return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -217,6 +239,7 @@ _PARSERS: Final[dict[str, tuple[str, Any]]] = {
     "metric_tags": (METRIC_TAGS, parse_tag_list),
     "compat_cost_attribute": (COMPAT_COST_ATTRIBUTE, parse_bool),
     "max_sessions": (MAX_SESSIONS, parse_positive_int),
+    "providers": (PROVIDERS, parse_providers),
 }
 
 

@@ -86,6 +86,8 @@ _PROVIDER_IDS: Final[dict[str, str]] = {
     "deepseek": "deepseek",
     "groq": "groq",
     "perplexity": "perplexity",
+    "moonshot_ai": "moonshotai",
+    "ibm.watsonx.ai": "ibm",
 }
 
 # The default API of each provider, for callers that hand `compute_cost` a raw payload.
@@ -394,6 +396,27 @@ def _custom_price(where: str, model: str, entry: Mapping[str, Any]) -> CustomPri
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RegionalPremium:
+    """A regional endpoint's surcharge over the global one (corrections.toml `[[regional_premium]]`)."""
+
+    provider: str
+    model_prefix: str
+    exceptions: frozenset[str]
+    factor: Decimal
+    source: str
+
+    def applies(self, provider: str | None, model_id: str) -> bool:
+        return provider == self.provider and model_id.startswith(self.model_prefix) and model_id not in self.exceptions
+
+
+def load_regional_premiums() -> list[RegionalPremium]:
+    text = resources.files("otel_llm_cost").joinpath("data/corrections.toml").read_text("utf-8")
+    return [RegionalPremium(entry["provider"], entry["model_prefix"], frozenset(entry.get("except", ())),
+                            Decimal(str(entry["factor"])), entry["source"])
+            for entry in tomllib.loads(text).get("regional_premium", [])]
+
+
 def load_corrections() -> list[Correction]:
     text = resources.files("otel_llm_cost").joinpath("data/corrections.toml").read_text("utf-8")
     corrections = []
@@ -449,6 +472,7 @@ class PriceBook:
     """Prices from every source, resolved once per (provider, model, tier, batch, day) and cached."""
 
     corrections: list[Correction] = field(default_factory=load_corrections)
+    regional_premiums: list[RegionalPremium] = field(default_factory=load_regional_premiums)
     _custom: dict[tuple[str | None, str], CustomPrice] = field(default_factory=dict)
     _fetched: data_snapshot.DataSnapshot | None = None
     _fetched_at: datetime | None = None
@@ -528,16 +552,23 @@ class PriceBook:
         service_tier: str | None = None,
         batch: bool = False,
         at: datetime | None = None,
+        regional: bool = False,
     ) -> Rates | None:
-        """The rates that apply, or None when no source knows this model."""
+        """The rates that apply, or None when no source knows this model. `regional`: the call went to a
+        regional endpoint, which may cost more than the global one."""
         tier = _normalize_tier(service_tier)
         if tier == "batch":
             tier, batch = "", True
-        key = (provider, model, tier, batch, _epoch_day(at))
+        key = (provider, model, tier, batch, _epoch_day(at), regional)
         cached = self._cache.get(key, _MISSING)
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
-        rates, cacheable = self._resolve(normalize_provider(provider), model.lower(), tier, batch, _as_utc(at))
+        provider_id = normalize_provider(provider)
+        rates, cacheable = self._resolve(provider_id, model.lower(), tier, batch, _as_utc(at))
+        if regional and rates is not None and rates.source != "custom":
+            premium = next((p for p in self.regional_premiums if p.applies(provider_id, rates.model)), None)
+            if premium is not None:
+                rates = rates.scaled(premium.factor)
         if cacheable:
             if len(self._cache) > 50_000:  # unbounded model names must not grow memory for ever
                 self._cache.clear()
@@ -604,6 +635,7 @@ class PriceBook:
         service_tier: str | None = None,
         batch: bool = False,
         at: datetime | None = None,
+        regional: bool = False,
     ) -> Cost | None:
         if not model or not isinstance(model, str):
             return None
@@ -615,7 +647,7 @@ class PriceBook:
                 warn_once(_logger, ("api", api_name), "otel-llm-cost: unknown API %r; cost left unknown", api_name)
                 return None
             usage = parsed
-        rates = self.rates(provider, model, service_tier=service_tier, batch=batch, at=at)
+        rates = self.rates(provider, model, service_tier=service_tier, batch=batch, at=at, regional=regional)
         return None if rates is None else rates.cost(usage)
 
 

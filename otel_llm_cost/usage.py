@@ -51,6 +51,8 @@ __all__ = [
     "usage_from_bedrock_converse",
     "usage_from_cohere_chat",
     "usage_from_mistral_chat",
+    "usage_from_ollama",
+    "usage_from_litellm",
     "usage_from_api",
     "USAGE_PARSERS",
 ]
@@ -326,6 +328,33 @@ def usage_from_mistral_chat(read: _Reader, usage: Any) -> Usage:
     )
 
 
+@_parser
+def usage_from_litellm(read: _Reader, usage: Any) -> Usage:
+    """LiteLLM's `Usage`, OpenAI-shaped for every provider: cached reads in `prompt_tokens_details`, and
+    cache writes (Anthropic, Bedrock) as `cache_creation_tokens` there or `cache_creation_input_tokens`
+    beside it, all a subset of `prompt_tokens`."""
+    writes = read.count(usage, "prompt_tokens_details", "cache_creation_tokens") or \
+        read.count(usage, "cache_creation_input_tokens")
+    return read.build(
+        input_tokens=read.count(usage, "prompt_tokens", required=True),
+        cache_read_tokens=read.count(usage, "prompt_tokens_details", "cached_tokens"),
+        cache_write_5m_tokens=writes,
+        output_tokens=read.count(usage, "completion_tokens", required=True),
+        reasoning_tokens=read.count(usage, "completion_tokens_details", "reasoning_tokens"),
+    )
+
+
+@_parser
+def usage_from_ollama(read: _Reader, response: Any) -> Usage:
+    """Ollama's native API: `prompt_eval_count` tokens read, `eval_count` tokens written (embeddings
+    write none). Both are on the response, or on a stream's last chunk (`done: true`). Ollama leaves
+    `prompt_eval_count` out when the whole prompt came from its cache: then nothing was read."""
+    return read.build(
+        input_tokens=read.count(response, "prompt_eval_count"),
+        output_tokens=read.count(response, "eval_count"),
+    )
+
+
 USAGE_PARSERS: dict[str, Callable[[Any], Usage]] = {
     "openai.chat": usage_from_openai_chat,
     "openai.responses": usage_from_openai_responses,
@@ -335,6 +364,8 @@ USAGE_PARSERS: dict[str, Callable[[Any], Usage]] = {
     "bedrock.converse": usage_from_bedrock_converse,
     "cohere.chat": usage_from_cohere_chat,
     "mistral.chat": usage_from_mistral_chat,
+    "ollama": usage_from_ollama,
+    "litellm": usage_from_litellm,
 }
 
 

@@ -37,4 +37,5 @@ def test_each_instrumentor_has_its_own_entry_point_for_opentelemetry_instrument(
     ours = {ep.name: ep.value for ep in entry_points(group="opentelemetry_instrumentor") if ep.name.startswith("llm_cost_")}
     assert sorted(ours.values()) == sorted(INSTRUMENTORS.values())
     assert set(ours) == {"llm_cost_openai", "llm_cost_anthropic", "llm_cost_google_genai", "llm_cost_bedrock",
-                         "llm_cost_mistral", "llm_cost_cohere"}
+                         "llm_cost_mistral", "llm_cost_cohere", "llm_cost_groq", "llm_cost_ollama",
+                         "llm_cost_litellm"}

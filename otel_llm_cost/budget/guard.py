@@ -122,7 +122,8 @@ class BudgetGuard:
         worst = worst_case_usage(request.prompt, request.max_tokens, self.default_output_tokens,
                                  system=request.system, tools=request.tools)
         cost = (self.price_book or default_price_book()).compute_cost(
-            request.provider, request.model or "", worst, service_tier=request.service_tier, batch=request.batch)
+            request.provider, request.model or "", worst, service_tier=request.service_tier, batch=request.batch,
+            regional=request.regional)
         names = ",".join(b.name for b, _ in applicable)
         if cost is None:
             self.unpriced_calls += 1

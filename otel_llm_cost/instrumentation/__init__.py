@@ -16,6 +16,9 @@ INSTRUMENTORS: dict[str, str] = {
     "botocore": "otel_llm_cost.instrumentation.bedrock:BedrockInstrumentor",
     "mistralai": "otel_llm_cost.instrumentation.mistral:MistralInstrumentor",
     "cohere": "otel_llm_cost.instrumentation.cohere:CohereInstrumentor",
+    "groq": "otel_llm_cost.instrumentation.groq:GroqInstrumentor",
+    "ollama": "otel_llm_cost.instrumentation.ollama:OllamaInstrumentor",
+    "litellm": "otel_llm_cost.instrumentation.litellm:LiteLLMInstrumentor",
 }
 
 

@@ -29,11 +29,13 @@ __all__ = ["Attempt", "watch", "unwatch", "install"]
 class Attempt:
     """One request of a call, as sent by the SDK (a retry is a new attempt)."""
 
-    __slots__ = ("sent", "status", "traced")
+    __slots__ = ("sent", "status", "traced", "headers")
 
     def __init__(self) -> None:
         self.sent = False
         self.status: int | None = None
+        self.headers: Any = None
+        """The response's headers (a reference, read only when a gateway reports cost in one)."""
         self.traced = False
         """The transport reports when the request goes out: `sent` is then a fact, not a guess."""
 
@@ -72,6 +74,7 @@ def _answered(attempt: Attempt, response: Any) -> None:
     status = getattr(response, "status_code", None)
     if type(status) is int:
         attempt.status = status
+    attempt.headers = getattr(response, "headers", None)
 
 
 def _failed(attempt: Attempt, error: BaseException, never_sent: Callable[[BaseException], bool]) -> None:

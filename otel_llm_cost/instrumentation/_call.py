@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import ContextVar
 from decimal import Decimal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ from otel_llm_cost.instrumentation._read import (
     replace_parsed_raw_response,
 )
 from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
+from otel_llm_cost.providers import reported_cost_header
 from otel_llm_cost.sessions import CallRecord, LastUsage, publish_exact_record, set_last_usage
 from otel_llm_cost.usage import Usage
 
@@ -47,6 +49,11 @@ _logger = logging.getLogger(__name__)
 
 SCOPE_NAME = "otel_llm_cost"
 """Our instrumentation scope: how the processor tells our spans from other instrumentations'."""
+
+_sending: ContextVar[bool] = ContextVar("otel_llm_cost_sending", default=False)
+"""True while one of our calls is sending. An SDK method wrapped by us and called meanwhile is part of
+that call (LiteLLM sending through the openai SDK, `acompletion` running `completion`): it passes
+through, so each call is counted, priced and budgeted once."""
 
 
 @dataclass(slots=True)
@@ -67,6 +74,10 @@ class Request:
     tools: Any = None
     hide_usage_chunk: bool = False
     host: str = ""
+    server_address: str | None = None
+    server_port: int | None = None
+    regional: bool = False
+    """Sent to a regional endpoint that may cost more than the global one (Claude on Vertex AI)."""
 
 
 @dataclass(slots=True)
@@ -79,6 +90,11 @@ class Outcome:
     finish_reasons: tuple[str, ...] = ()
     service_tier: str | None = None
     estimated: bool = False
+    provider_cost: Decimal | None = None
+    """The cost the response itself reports (OpenRouter's `usage.cost`): it wins over our own price."""
+    fallback_cost: Decimal | None = None
+    fallback_source: str = ""
+    """A cost computed by someone else's price table (LiteLLM's): used only when we know no price."""
 
 
 class StreamAccumulator(Protocol):
@@ -234,13 +250,14 @@ class LLMCall:
             exception_once(_logger, "budget-reserve", "otel-llm-cost: budget reservation failed; call allowed")
         return call
 
-    def make_current(self) -> tuple[object, object]:
+    def make_current(self) -> tuple[object, object, object]:
         """Make our span current while the SDK sends, so the SDK's own spans become its children, and
         record the requests it sends (`_attempts`). Returns the tokens for `release`."""
-        return context.attach(trace.set_span_in_context(self.span)), watch(self.attempts)
+        return context.attach(trace.set_span_in_context(self.span)), watch(self.attempts), _sending.set(True)
 
     @staticmethod
-    def release(tokens: tuple[object, object]) -> None:
+    def release(tokens: tuple[object, object, object]) -> None:
+        _sending.reset(tokens[2])  # type: ignore[arg-type]
         unwatch(tokens[1])  # type: ignore[arg-type]
         context.detach(tokens[0])  # type: ignore[arg-type]
 
@@ -366,7 +383,14 @@ class LLMCall:
             values[attr.LLM_COST_USAGE_ESTIMATED] = True
         if not usage.complete:
             values[attr.LLM_COST_USAGE_INCOMPLETE] = True
-        cost = self._price(usage, outcome)
+        local = self._price(usage, outcome)
+        cost = local
+        reported = outcome.provider_cost if outcome.provider_cost is not None else self._gateway_cost()
+        if reported is not None and not outcome.estimated:
+            cost = _reported(reported, local, outcome.response_model or self.request.model or "")
+        elif local is None and outcome.fallback_cost is not None and not outcome.estimated:
+            cost = Cost(total=outcome.fallback_cost, input=outcome.fallback_cost, output=Decimal(0),
+                        source=outcome.fallback_source, model=outcome.response_model or self.request.model or "")
         self.cost = cost
         if cost is None:
             values[attr.LLM_COST_PRICING_SOURCE] = "unknown"
@@ -374,14 +398,22 @@ class LLMCall:
             total = float(cost.total)
             values[attr.GEN_AI_USAGE_COST_AMOUNT] = total
             values[attr.GEN_AI_USAGE_COST_CURRENCY] = cost.currency
-            values[attr.GEN_AI_USAGE_COST_SOURCE] = attr.COST_SOURCE_LOCAL
-            values[attr.LLM_COST_COST_INPUT] = float(cost.input)
-            values[attr.LLM_COST_COST_OUTPUT] = float(cost.output)
+            provided = cost.source == attr.COST_SOURCE_PROVIDER
+            values[attr.GEN_AI_USAGE_COST_SOURCE] = attr.COST_SOURCE_PROVIDER if provided else attr.COST_SOURCE_LOCAL
+            if local is not None:  # the split is ours; a total from elsewhere alone has none
+                values[attr.LLM_COST_COST_INPUT] = float(cost.input)
+                values[attr.LLM_COST_COST_OUTPUT] = float(cost.output)
             values[attr.LLM_COST_PRICING_SOURCE] = cost.source
             values[attr.LLM_COST_PRICING_MODEL] = cost.model
             if _state.settings().compat_cost_attribute:
                 values[attr.GEN_AI_USAGE_COST_COMPAT] = total
         self.span.set_attributes(values)
+
+    def _gateway_cost(self) -> Decimal | None:
+        """A gateway's cost header on the answered attempt (a LiteLLM proxy's `x-litellm-response-cost`)."""
+        if not self.attempts:
+            return None
+        return reported_cost_header(self.attempts[-1].headers)
 
     def _price(self, usage: Usage, outcome: Outcome) -> Cost | None:
         request = self.request
@@ -389,10 +421,20 @@ class LLMCall:
         book = self._ctx.price_book
         for model in (outcome.response_model, request.model):
             if model:
-                cost = book.compute_cost(request.provider, model, usage, service_tier=tier, batch=request.batch)
+                cost = book.compute_cost(request.provider, model, usage, service_tier=tier, batch=request.batch,
+                                         regional=request.regional)
                 if cost is not None:
                     return cost
         return None
+
+
+def _reported(total: Decimal, local: Cost | None, model: str) -> Cost:
+    """The provider's own figure, split into input and output as our price splits it (when we have one)."""
+    if local is None or not local.total:
+        return Cost(total=total, input=total, output=Decimal(0), source=attr.COST_SOURCE_PROVIDER, model=model)
+    share = total / local.total
+    return Cost(total=total, input=local.input * share, output=total - local.input * share,
+                source=attr.COST_SOURCE_PROVIDER, model=local.model)
 
 
 def _at_least(usage: Usage, floor: Usage) -> Usage:
@@ -422,6 +464,10 @@ def _start_attributes(request: Request, session: SessionContext | None) -> dict[
         values[attr.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
     if request.service_tier:
         values[attr.service_tier_keys(request.provider)[0]] = request.service_tier
+    if request.server_address:
+        values[attr.SERVER_ADDRESS] = request.server_address
+        if request.server_port:
+            values[attr.SERVER_PORT] = request.server_port
     if session is not None:
         if session.session_id is not None:
             values[attr.SESSION_ID] = session.session_id
@@ -457,7 +503,7 @@ def read_request(
     ctx: CallContext, endpoint: Endpoint, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Request | None:
     """The request to instrument, or None to pass the call straight through."""
-    if not ctx.active or not _state.settings().enabled:
+    if not ctx.active or _sending.get() or not _state.settings().enabled:
         return None
     try:
         return endpoint.read_request(instance, args, kwargs)

@@ -99,3 +99,12 @@ def parsed_raw_response(raw: Any) -> Any:
 def replace_parsed_raw_response(raw: Any, value: Any) -> None:
     """Make the app's `raw.parse()` return `value` (our stream proxy) instead of the SDK's stream."""
     raw._parsed_by_type[raw._cast_to] = value
+
+
+def asking_stream_usage(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The kwargs of a Chat Completions stream with `stream_options.include_usage` added, or None when
+    the app already asks for usage. The caller then hides the extra usage chunk from the app."""
+    options = given(kwargs.get("stream_options"))
+    if isinstance(options, Mapping) and options.get("include_usage"):
+        return None
+    return {**kwargs, "stream_options": {**(options if isinstance(options, Mapping) else {}), "include_usage": True}}

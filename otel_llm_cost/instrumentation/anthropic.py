@@ -2,11 +2,15 @@
 
 Knows the Anthropic SDK's shapes and nothing else. Stream usage: `message_start` carries the input
 and cache counts; `message_delta` usage is cumulative, so it REPLACES what it repeats, never adds.
+The client says where Claude runs: `AnthropicBedrock` (and its Mantle variant) bills at Bedrock's
+rates, `AnthropicVertex` at Vertex AI's, with the regional-endpoint premium unless its region is
+`global`.
 """
 
 from __future__ import annotations
 
 import logging
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +28,7 @@ from otel_llm_cost.instrumentation._call import (
 )
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import as_dict, field, given, given_int, given_str, text
+from otel_llm_cost.providers import Route, route_for_url
 from otel_llm_cost.usage import usage_from_anthropic_messages
 
 __all__ = ["AnthropicInstrumentor"]
@@ -31,10 +36,31 @@ __all__ = ["AnthropicInstrumentor"]
 _logger = logging.getLogger(__name__)
 
 
+def _where(instance: Any) -> tuple[Route, bool]:
+    """The provider the client's class names (`anthropic` itself, Bedrock or Vertex), the server it
+    sends to, and whether that is a regional Vertex endpoint."""
+    client = getattr(instance, "_client", None)
+    return _where_of(type(client).__name__, str(getattr(client, "base_url", "")), str(getattr(client, "region", "")))
+
+
+@functools.lru_cache(maxsize=128)
+def _where_of(client_class: str, base_url: str, region: str) -> tuple[Route, bool]:
+    server = route_for_url(base_url, default="anthropic")
+    if "Bedrock" in client_class:
+        return Route("aws.bedrock", server.host, server.port), False
+    if "Vertex" in client_class:
+        return Route("gcp.vertex_ai", server.host, server.port), region not in ("", "global")
+    return Route("anthropic", server.host, server.port), False
+
+
 def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    route, regional = _where(instance)
     return Request(
         operation="chat",
-        provider="anthropic",
+        provider=route.provider,
+        server_address=route.host,
+        server_port=route.port,
+        regional=regional,
         api="anthropic.messages",
         model=given_str(kwargs.get("model")),
         kwargs=kwargs,

@@ -5,27 +5,59 @@ Knows the OpenAI SDK's request and response shapes and nothing else; the lifecyc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from decimal import Decimal
 from typing import Any
 
 from otel_llm_cost import _state
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, estimated_usage
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import choice_finish_reasons, field, given, given_int, given_str, text
+from otel_llm_cost.instrumentation._read import (
+    asking_stream_usage,
+    choice_finish_reasons,
+    field,
+    given,
+    given_int,
+    given_str,
+    text,
+)
+from otel_llm_cost.providers import Route, reported_cost, route_for_url
 from otel_llm_cost.usage import usage_from_openai_chat, usage_from_openai_embeddings, usage_from_openai_responses
 
 __all__ = ["OpenAIInstrumentor"]
 
 
-def _provider(instance: Any) -> str:
+def _route(instance: Any) -> Route:
+    """Who the client really talks to: api.openai.com, Azure, or any OpenAI-compatible host."""
     client = getattr(instance, "_client", None)
-    return "azure.ai.openai" if type(client).__name__.startswith("Azure") else "openai"
+    if type(client).__name__.startswith("Azure"):
+        return _azure_route(str(getattr(client, "base_url", "")))
+    return _route_of(str(getattr(client, "base_url", "")), _state.settings().providers)
 
 
-def _host(instance: Any) -> str:
-    """`host:port` of the server the client talks to."""
-    url = getattr(getattr(instance, "_client", None), "base_url", None)
-    return f"{getattr(url, 'host', '')}:{getattr(url, 'port', '') or ''}"
+@functools.lru_cache(maxsize=256)
+def _route_of(base_url: str, overrides: tuple[tuple[str, str], ...]) -> Route:
+    return route_for_url(base_url, dict(overrides))
+
+
+@functools.lru_cache(maxsize=64)
+def _azure_route(base_url: str) -> Route:
+    route = route_for_url(base_url)
+    return Route("azure.ai.openai", route.host, route.port)
+
+
+def _host(route: Route) -> str:
+    return f"{route.host}:{route.port}"
+
+
+def _provider_cost(usage: Any) -> Decimal | None:
+    """OpenRouter reports each call's cost in `usage.cost`; with your own key (`is_byok`) what you pay is
+    that plus the upstream provider's `cost_details.upstream_inference_cost`."""
+    cost = reported_cost(field(usage, "cost"))
+    if cost is None or field(usage, "is_byok") is not True:
+        return cost
+    upstream = reported_cost(field(field(usage, "cost_details"), "upstream_inference_cost"))
+    return cost + upstream if upstream is not None else cost
 
 
 # --- chat completions ---
@@ -36,19 +68,19 @@ servers): their streams are sent as the app wrote them, and their usage is estim
 _MAX_REMEMBERED_HOSTS = 1024
 
 
-def _read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+def read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                      ask_stream_usage: bool = True) -> Request:
+    """A Chat Completions request, also of SDKs cut from the same cloth (groq). `ask_stream_usage`:
+    add `stream_options.include_usage` to a stream whose server would not report usage otherwise."""
     stream = given(kwargs.get("stream")) is True
-    send_kwargs = kwargs
-    hide_usage_chunk = False
-    if stream and _state.settings().stream_usage and _host(instance) not in _REJECTS_STREAM_OPTIONS:
-        options = given(kwargs.get("stream_options"))
-        if not (isinstance(options, Mapping) and options.get("include_usage")):
-            send_kwargs = dict(kwargs)
-            send_kwargs["stream_options"] = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
-            hide_usage_chunk = True
+    route = _route(instance)
+    asking = None
+    if stream and ask_stream_usage and _state.settings().stream_usage and _host(route) not in _REJECTS_STREAM_OPTIONS:
+        asking = asking_stream_usage(kwargs)
+    send_kwargs, hide_usage_chunk = (kwargs, False) if asking is None else (asking, True)
     return Request(
         operation="chat",
-        provider=_provider(instance),
+        provider=route.provider,
         api="openai.chat",
         model=given_str(kwargs.get("model")),
         kwargs=send_kwargs,
@@ -58,7 +90,9 @@ def _read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, A
         prompt=given(kwargs.get("messages")),
         tools=given(kwargs.get("tools")),
         hide_usage_chunk=hide_usage_chunk,
-        host=_host(instance),
+        host=_host(route),
+        server_address=route.host,
+        server_port=route.port,
     )
 
 
@@ -76,7 +110,7 @@ def _resend_without_stream_options(request: Request, error: BaseException) -> bo
     return True
 
 
-def _read_chat_response(response: Any) -> Outcome:
+def read_chat_response(response: Any) -> Outcome:
     usage = field(response, "usage")
     return Outcome(
         usage=usage_from_openai_chat(usage) if usage is not None else None,
@@ -84,10 +118,11 @@ def _read_chat_response(response: Any) -> Outcome:
         response_id=text(response, "id"),
         finish_reasons=choice_finish_reasons(response),
         service_tier=text(response, "service_tier"),
+        provider_cost=_provider_cost(usage),
     )
 
 
-class _ChatStream:
+class ChatStream:
     """Reads chunks; the final usage chunk (empty `choices`) is hidden when we asked for it."""
 
     __slots__ = ("_request", "_usage", "_model", "_id", "_tier", "_finish", "_deltas")
@@ -117,7 +152,7 @@ class _ChatStream:
                     if type(reason) is str:
                         self._finish.append(reason)
                         ending = True
-        usage = field(chunk, "usage")
+        usage = self.usage_of(chunk)
         if first or ending or usage is not None:
             self._tier = text(chunk, "service_tier") or self._tier
         if usage is not None:
@@ -126,24 +161,35 @@ class _ChatStream:
         # sends its usage as null (an Azure content-filter chunk has no choices too, but comes first)
         return not (self._request.hide_usage_chunk and not choices and self._finish)
 
+    @staticmethod
+    def usage_of(chunk: Any) -> Any:
+        """Where a chunk carries the usage so far (a subclass knows other places)."""
+        return field(chunk, "usage")
+
     def outcome(self, complete: bool) -> Outcome:
         if self._usage is not None:
             usage, estimated = usage_from_openai_chat(self._usage), False
         else:
             usage, estimated = estimated_usage(self._request, self._deltas), True
-        return Outcome(usage, self._model, self._id, tuple(self._finish), self._tier, estimated)
+        return Outcome(usage, self._model, self._id, tuple(self._finish), self._tier, estimated,
+                       _provider_cost(self._usage))
 
 
-CHAT = Endpoint(_read_chat_request, _read_chat_response, _ChatStream, resend=_resend_without_stream_options)
+CHAT = Endpoint(read_chat_request, read_chat_response, ChatStream, resend=_resend_without_stream_options)
 
 
 # --- responses ---
 
 
+def _route_fields(instance: Any) -> dict[str, Any]:
+    route = _route(instance)
+    return {"provider": route.provider, "server_address": route.host, "server_port": route.port}
+
+
 def _read_responses_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     return Request(
         operation="chat",
-        provider=_provider(instance),
+        **_route_fields(instance),
         api="openai.responses",
         model=given_str(kwargs.get("model")),
         kwargs=kwargs,
@@ -204,7 +250,7 @@ RESPONSES = Endpoint(_read_responses_request, _read_responses_response, _Respons
 def _read_embeddings_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     return Request(
         operation="embeddings",
-        provider=_provider(instance),
+        **_route_fields(instance),
         api="openai.embeddings",
         model=given_str(kwargs.get("model")),
         kwargs=kwargs,

@@ -4,7 +4,8 @@ Tests, benchmarks and the demo point the REAL SDK clients at it (``base_url=fake
 so every byte goes through the SDK's own HTTP, SSE and parsing code. It speaks:
 
 * OpenAI: ``/v1/chat/completions``, ``/v1/responses``, ``/v1/embeddings`` (JSON and SSE);
-* Anthropic: ``/v1/messages`` (JSON and SSE);
+* Anthropic: ``/v1/messages`` (JSON and SSE), and as Claude on Vertex AI (``:rawPredict``,
+  ``:streamRawPredict``) and on Bedrock (``/model/{id}/invoke``);
 * Cohere: ``/v2/chat`` (JSON and SSE); Mistral shares OpenAI's chat path, in its own dialect;
 * Gemini: ``/v1beta/models/{model}:generateContent`` and ``:streamGenerateContent?alt=sse``;
 * Bedrock: ``/model/{modelId}/converse``, ``/converse-stream`` (AWS binary event stream), ``/invoke``
@@ -51,6 +52,14 @@ class ModelBehaviour:
     text: str = "Hello from the fake provider."
     null_stream_usage: bool = False
     """The final chunk of an OpenAI stream that asked for usage carries `"usage": null` (some servers)."""
+    usage_cost: float | None = None
+    """OpenRouter: `usage.cost`, the call's cost in USD credits, on every response and final chunk."""
+    byok_upstream_cost: float | None = None
+    """OpenRouter with your own provider key: `is_byok` and `cost_details.upstream_inference_cost`."""
+    cost_header: str | None = None
+    """A LiteLLM proxy: `x-litellm-response-cost` on the response."""
+    groq_stream_usage: bool = False
+    """Groq: a stream's final chunk carries `x_groq.usage`, unasked."""
 
 
 @dataclass
@@ -323,6 +332,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._anthropic_messages(body, fault)
         if path.endswith("/v2/chat"):
             return self._cohere_chat(body, fault)
+        if path in ("/api/chat", "/api/generate", "/api/embed"):
+            return self._ollama(path.rsplit("/", 1)[1], body, fault)
+        vertex_claude = re.match(r".*/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$", path)
+        if vertex_claude:  # Claude on Vertex AI: a Messages body without `model`, which the URL names
+            return self._anthropic_messages({**body, "model": unquote(vertex_claude.group(1))}, fault)
         gemini = re.match(r".*/models/([^/:]+):(generateContent|streamGenerateContent)$", path)
         if gemini:
             return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
@@ -346,13 +360,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- OpenAI ---
     def _openai_usage(self, b: ModelBehaviour, input_tokens: int, output: int) -> dict[str, Any]:
-        return {
+        usage: dict[str, Any] = {
             "prompt_tokens": input_tokens,
             "completion_tokens": output,
             "total_tokens": input_tokens + output,
             "prompt_tokens_details": {"cached_tokens": b.cache_read_tokens, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": min(b.reasoning_tokens, output), "audio_tokens": 0},
         }
+        if b.usage_cost is not None:  # OpenRouter's usage accounting, always on
+            usage["cost"] = b.usage_cost
+            usage["is_byok"] = b.byok_upstream_cost is not None
+            usage["cost_details"] = {"upstream_inference_cost": b.byok_upstream_cost}
+        return usage
 
     def _openai_chat(self, body: dict[str, Any], fault: Fault | None) -> None:
         """OpenAI chat completions; also Mistral's dialect (same path, told apart by its SDK's
@@ -367,8 +386,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mistral:
             usage = {k: v for k, v in usage.items() if k != "completion_tokens_details"}
             usage["service_tier"] = b.service_tier or body.get("service_tier") or "standard"
+        cost_headers = {"x-litellm-response-cost": b.cost_header} if b.cost_header else None
         if not body.get("stream"):
-            return self._send_json(200, {
+            return self._send_json(200, headers=cost_headers, payload={
                 "id": completion_id, "object": "chat.completion", "created": created, "model": model,
                 "service_tier": tier,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": b.text}, "finish_reason": "stop",
@@ -390,6 +410,8 @@ class _Handler(BaseHTTPRequestHandler):
             final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]}
             if include_usage or mistral:
                 final["usage"] = usage if mistral else None
+            if b.groq_stream_usage:
+                final["x_groq"] = {"id": f"req_{completion_id[-12:]}", "usage": usage}
             yield None, final
             if include_usage and not mistral:
                 yield None, {**base, "choices": [], "usage": None if b.null_stream_usage else usage}
@@ -490,6 +512,36 @@ class _Handler(BaseHTTPRequestHandler):
         yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
                                                                    "stop_sequence": None}, "usage": delta_usage}
         yield "message_stop", {"type": "message_stop"}
+
+    # --- Ollama (native API) ---
+    def _ollama(self, kind: str, body: dict[str, Any], fault: Fault | None) -> None:
+        """Ollama's /api/chat, /api/generate and /api/embed. Streams by default (NDJSON); the counts come
+        on the response or the final `done` line, and `prompt_eval_count` is left out when the whole
+        prompt was served from Ollama's cache (`cache_read_tokens` >= the prompt here), as Ollama does."""
+        b, input_tokens, output = self._counts(body)
+        options = body.get("options") or {}
+        if isinstance(options.get("num_predict"), int) and options["num_predict"] > 0:
+            output = min(output, options["num_predict"])
+        model = body.get("model", "")
+        counts: dict[str, Any] = {"total_duration": 1_200_000, "load_duration": 100_000, "eval_duration": 900_000}
+        if b.cache_read_tokens < input_tokens:
+            counts["prompt_eval_count"] = input_tokens - b.cache_read_tokens
+        created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        if kind == "embed":
+            inputs = body.get("input")
+            count = len(inputs) if isinstance(inputs, list) else 1
+            return self._send_json(200, {"model": model, "embeddings": [[0.1, 0.2, 0.3]] * count, **counts})
+
+        def line(piece: str, done: bool) -> dict[str, Any]:
+            content = {"message": {"role": "assistant", "content": piece}} if kind == "chat" else {"response": piece}
+            final = {"done_reason": "stop", "eval_count": output, **counts} if done else {}
+            return {"model": model, "created_at": created, **content, "done": done, **final}
+
+        if body.get("stream") is False:
+            return self._send_json(200, line(b.text, True))
+        frames = (json.dumps(part).encode() + b"\n" for part in
+                  [*(line(piece, False) for piece in _split(b.text, b.chunks)), line("", True)])
+        self._send_chunked(frames, fault, "application/x-ndjson")
 
     # --- Cohere ---
     def _cohere_chat(self, body: dict[str, Any], fault: Fault | None) -> None:

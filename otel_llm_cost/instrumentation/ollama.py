@@ -1,0 +1,90 @@
+"""Ollama (`ollama` SDK): `chat`, `generate` and `embed`, sync and async, streams included, on a
+`Client` / `AsyncClient` and through the module-level `ollama.chat(...)` helpers.
+
+Usage is Ollama's own: `prompt_eval_count` read and `eval_count` written, on the response or on a
+stream's final chunk (`done: true`). A local model has no price unless the user gives one
+(`set_pricing("llama3.2", 0, 0)` says local is free); until then its cost is unknown, never $0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_llm_cost import _state
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
+from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._read import field, given, given_int, given_str, text
+from otel_llm_cost.providers import route_for_url
+from otel_llm_cost.usage import usage_from_ollama
+
+__all__ = ["OllamaInstrumentor"]
+
+# operation, the positional parameters after `model`, and the field that holds the prompt
+_SHAPES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "chat": ("chat", ("messages",), "messages"),
+    "generate": ("text_completion", ("prompt",), "prompt"),
+    "embed": ("embeddings", ("input",), "input"),
+}
+
+
+def _request_reader(method: str) -> Any:
+    operation, positional, prompt_field = _SHAPES[method]
+
+    def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+        named = dict(zip(("model", *positional), args))
+        named.update(kwargs)
+        client = getattr(instance, "_client", None)
+        route = route_for_url(str(getattr(client, "base_url", "")), dict(_state.settings().providers),
+                              default="ollama")
+        options = given(named.get("options"))
+        return Request(
+            operation=operation,
+            provider=route.provider,
+            api="ollama",
+            model=given_str(named.get("model")),
+            kwargs=kwargs,
+            max_tokens=0 if method == "embed" else given_int(field(options, "num_predict")),
+            stream=given(named.get("stream")) is True,
+            prompt=given(named.get(prompt_field)),
+            system=given(named.get("system")),
+            tools=given(named.get("tools")),
+            server_address=route.host,
+            server_port=route.port,
+        )
+
+    return read
+
+
+def _read_response(response: Any) -> Outcome:
+    reason = text(response, "done_reason")
+    return Outcome(
+        usage=usage_from_ollama(response) if field(response, "done") is not False else None,
+        response_model=text(response, "model"),
+        finish_reasons=(reason,) if reason else (),
+    )
+
+
+_CHUNKS = UsageChunks(
+    _read_response,
+    has_usage=lambda chunk: field(chunk, "done") is True,
+    finish_reasons=lambda chunk: (text(chunk, "done_reason") or "stop",) if field(chunk, "done") is True else (),
+)
+
+ENDPOINTS = {method: Endpoint(_request_reader(method), _read_response, _CHUNKS if method != "embed" else None)
+             for method in _SHAPES}
+
+
+class OllamaInstrumentor(LLMInstrumentor):
+    """Cost spans for the `ollama` SDK."""
+
+    dependencies = ("ollama >= 0.4",)
+    targets = tuple(
+        target
+        for method, endpoint in ENDPOINTS.items()
+        for target in (
+            Target("ollama._client", f"Client.{method}", endpoint),
+            Target("ollama._client", f"AsyncClient.{method}", endpoint, is_async=True),
+            # `ollama.chat` & co. are bound to a default Client when `ollama` is imported: wrapped apart
+            Target("ollama", method, endpoint),
+        )
+    )

@@ -1,0 +1,119 @@
+"""Which provider an OpenAI-compatible client is really talking to, read from its base URL.
+
+Pure functions, no telemetry. The hosts come from genai-prices' own provider `api_pattern`s (about 50
+providers, kept current by that library), not from a table of ours. The span's provider is the
+semantic-conventions name where there is one, and genai-prices' id otherwise. A loopback server on
+port 11434 is Ollama. Any other host (a corporate gateway, vLLM, LM Studio) stays `openai`, and is
+then priced only for models OpenAI sells: an unknown model there is unknown, never guessed.
+`OTEL_LLM_COST_PROVIDERS` adds or overrides hosts.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+__all__ = ["Route", "route_for_url", "semconv_provider", "reported_cost", "reported_cost_header", "OLLAMA_PORT"]
+
+SEMCONV_NAMES: Final[dict[str, str]] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "azure": "azure.ai.openai",
+    "aws": "aws.bedrock",
+    "google": "gcp.gemini",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "x-ai": "x_ai",
+    "mistral": "mistral_ai",
+    "perplexity": "perplexity",
+    "cohere": "cohere",
+    "moonshotai": "moonshot_ai",
+    "ibm": "ibm.watsonx.ai",
+}
+"""genai-prices provider id -> `gen_ai.provider.name` (OTel GenAI semantic conventions)."""
+
+OLLAMA_PORT: Final = 11434
+_LOOPBACK: Final = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a client sends its requests: the provider to price and name, and `server.*` attributes."""
+
+    provider: str
+    host: str | None = None
+    port: int | None = None
+
+
+def semconv_provider(provider_id: str) -> str:
+    """The span name of a provider given by genai-prices id or semconv name (`x-ai` -> `x_ai`)."""
+    key = provider_id.strip().lower()
+    return SEMCONV_NAMES.get(key, key)
+
+
+def route_for_url(url: str, overrides: Mapping[str, str] = {}, default: str = "openai") -> Route:  # noqa: B006
+    """The route of a base URL. `overrides` maps `host` or `host:port` to a provider, and wins."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower() or None
+        port = parts.port or (443 if parts.scheme == "https" else 80 if parts.scheme == "http" else None)
+    except ValueError:
+        return Route(default)
+    if host is None:
+        return Route(default)
+    chosen = overrides.get(f"{host}:{port}") or overrides.get(host)
+    if chosen:
+        return Route(semconv_provider(chosen), host, port)
+    if host in _LOOPBACK and port == OLLAMA_PORT:
+        return Route("ollama", host, port)
+    return Route(_provider_of_url(f"{parts.scheme}://{parts.netloc}{parts.path}", default), host, port)
+
+
+COST_HEADERS: Final = ("x-litellm-response-cost",)
+"""Response headers in which a gateway reports what the call cost, in USD."""
+
+
+def reported_cost(value: Any) -> Decimal | None:
+    """A cost a provider or gateway reports, if it is a plausible amount of USD (finite, >= 0)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return Decimal(repr(value)) if math.isfinite(value) and 0 <= value < 1_000_000 else None
+    if isinstance(value, str):
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+        return amount if amount.is_finite() and 0 <= amount < 1_000_000 else None
+    return None
+
+
+def reported_cost_header(headers: Any) -> Decimal | None:
+    if headers is None:
+        return None
+    for name in COST_HEADERS:
+        try:
+            value = headers.get(name)
+        except Exception:
+            return None
+        if value is not None:
+            return reported_cost(value)
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _provider_of_url(url: str, default: str) -> str:
+    from genai_prices import data_snapshot
+
+    try:
+        provider = data_snapshot.get_snapshot().find_provider(None, None, url)
+    except LookupError:
+        return default
+    if provider.id == "google" and "aiplatform.googleapis.com" in url:
+        return "gcp.vertex_ai"
+    return semconv_provider(provider.id)
