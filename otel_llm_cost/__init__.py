@@ -44,6 +44,8 @@ _EXPORTS: dict[str, str] = {
     "clear_budget": "otel_llm_cost._api",
     "set_pricing": "otel_llm_cost._api",
     "pricing_status": "otel_llm_cost._api",
+    "usage_report": "otel_llm_cost.ledger.report",
+    "UsageReport": "otel_llm_cost.ledger.report",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -76,4 +78,5 @@ if TYPE_CHECKING:
     from otel_llm_cost.pricing import Cost, PricingError, PricingStatus, compute_cost
     from otel_llm_cost.processor import CostSpanProcessor
     from otel_llm_cost.sessions import LastUsage, SessionSummary, last_usage
+    from otel_llm_cost.ledger.report import UsageReport, usage_report
     from otel_llm_cost.usage import Usage

@@ -37,6 +37,7 @@ class Runtime:
     tracer_provider: Any = None
     meter_provider: Any = None
     metrics: Any = None
+    ledger: Any = None
 
 
 _runtime: Runtime | None = None
@@ -106,9 +107,10 @@ def configure(tracer_provider: Any = None, meter_provider: Any = None, *, instru
             for budget in _runtime.guard.budgets.values():
                 guard.set(budget)
         processor = CostSpanProcessor(guard=guard)
+        ledger = _open_ledger(resolved, processor)
         provider = _sdk_tracer_provider(tracer_provider)
         provider.add_span_processor(processor)
-        _runtime = Runtime(resolved, guard, processor, provider)
+        _runtime = Runtime(resolved, guard, processor, provider, ledger=ledger)
         _state.set_budget_hook(guard)
         _attach_metrics(_runtime, meter_provider)
         if instrument:
@@ -116,6 +118,21 @@ def configure(tracer_provider: Any = None, meter_provider: Any = None, *, instru
 
             instrument_sdks(tracer_provider=provider)
         return processor
+
+
+def _open_ledger(settings: Settings, processor: CostSpanProcessor) -> Any:
+    """The usage ledger, fed by the processor; one that cannot be opened stops start-up."""
+    if settings.ledger is None:
+        return None
+    from otel_llm_cost.config import LEDGER
+    from otel_llm_cost.ledger import Ledger, LedgerOpenError, open_backend
+
+    try:
+        ledger = Ledger(open_backend(settings.ledger))
+    except LedgerOpenError as error:
+        raise ConfigError(f"{LEDGER}={settings.ledger!r} cannot be used: {error}") from None
+    processor.add_listener(ledger.record, flush=ledger.flush, shutdown=ledger.shutdown)
+    return ledger
 
 
 def _warn_ignored(rt: Runtime, tracer_provider: Any, meter_provider: Any, settings: dict[str, Any]) -> None:
@@ -149,12 +166,14 @@ def _attach_metrics(rt: Runtime, meter_provider: Any) -> None:
     except ImportError:
         return
     rt.meter_provider = meter_provider or metrics.get_meter_provider()
-    rt.metrics = CostMetrics(rt.meter_provider, rt.guard, rt.settings.metric_tags)
+    rt.metrics = CostMetrics(rt.meter_provider, rt.guard, rt.settings.metric_tags, ledger=rt.ledger)
     rt.processor.add_listener(rt.metrics.record)
 
 
 def reset_for_tests() -> None:
     global _runtime
     with _lock:
+        if _runtime is not None and _runtime.ledger is not None:
+            _runtime.ledger.shutdown()
         _runtime = None
         _state.set_budget_hook(None)

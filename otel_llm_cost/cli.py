@@ -143,6 +143,58 @@ def _cmd_estimate(args: argparse.Namespace, book: PriceBook) -> int:
     return 0 if estimate.cost is not None else 1
 
 
+def _ledger_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--ledger", metavar="URL", help="sqlite:///path/usage.db or postgresql://... "
+                         "(default: OTEL_LLM_COST_LEDGER)")
+    command.add_argument("--since", metavar="WHEN", help="ISO date or time (UTC), or relative: 30m, 24h, 7d")
+    command.add_argument("--until", metavar="WHEN", help="ISO date or time (UTC), or relative: 30m, 24h, 7d")
+
+
+def _ledger_url(args: argparse.Namespace) -> str:
+    url = args.ledger or args.settings.ledger
+    if not url:
+        raise CliError("no ledger: give --ledger sqlite:///path/usage.db (or postgresql://...), "
+                       "or set OTEL_LLM_COST_LEDGER")
+    return str(url)
+
+
+def _open_ledger(url: str) -> Any:
+    from otel_llm_cost.ledger import LedgerOpenError, open_backend
+
+    try:
+        return open_backend(url)
+    except LedgerOpenError as error:
+        raise CliError(f"--ledger {url!r} cannot be used: {error}") from None
+
+
+def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
+    from otel_llm_cost.ledger.report import ReportError, usage_report
+
+    backend = _open_ledger(_ledger_url(args))
+    try:
+        report = usage_report(args.since, args.until, by=args.by, ledger=backend)
+        print(report.format(args.format))
+    except ReportError as error:
+        raise CliError(str(error)) from None
+    finally:
+        backend.close()
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, book: PriceBook) -> int:
+    from otel_llm_cost.ledger.report import ReportError, export_rows, format_rows
+
+    backend = _open_ledger(_ledger_url(args))
+    try:
+        for line in format_rows(export_rows(args.since, args.until, ledger=backend), args.format):
+            print(line)
+    except ReportError as error:
+        raise CliError(str(error)) from None
+    finally:
+        backend.close()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from otel_llm_cost import __version__
 
@@ -163,6 +215,18 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--file")
     estimate.add_argument("--json", action="store_true")
     estimate.set_defaults(handler=_cmd_estimate)
+
+    report = commands.add_parser("report", help="what was spent, from the usage ledger, grouped")
+    _ledger_arguments(report)
+    report.add_argument("--by", default="model", metavar="KEY",
+                        help="model, provider, session, user, service, job, day or tag:<key> (default: model)")
+    report.add_argument("--format", default="table", choices=("table", "json", "csv"))
+    report.set_defaults(handler=_cmd_report)
+
+    export = commands.add_parser("export", help="the usage ledger's rows, one per call")
+    _ledger_arguments(export)
+    export.add_argument("--format", default="jsonl", choices=("jsonl", "csv"))
+    export.set_defaults(handler=_cmd_export)
 
     _add_demo(commands)
     return parser

@@ -36,6 +36,7 @@ METRIC_TAGS: Final = "OTEL_LLM_COST_METRIC_TAGS"
 COMPAT_COST_ATTRIBUTE: Final = "OTEL_LLM_COST_COMPAT_COST_ATTRIBUTE"
 MAX_SESSIONS: Final = "OTEL_LLM_COST_MAX_SESSIONS"
 PROVIDERS: Final = "OTEL_LLM_COST_PROVIDERS"
+LEDGER: Final = "OTEL_LLM_COST_LEDGER"
 
 PREFIX: Final = "OTEL_LLM_COST_"
 
@@ -73,6 +74,8 @@ class Settings:
     metric_tags: tuple[str, ...] = field(default_factory=tuple)
     compat_cost_attribute: bool = True
     max_sessions: int = 10_000
+    ledger: str | None = None
+    """Where every counted call is recorded: sqlite:///path/usage.db or postgresql://... (none: no ledger)."""
     providers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     """`host[:port]` -> provider, for hosts genai-prices does not know (a gateway, a loopback test server)."""
 
@@ -200,6 +203,13 @@ def parse_tag_list(variable: str, raw: str) -> tuple[str, ...]:
     return tags
 
 
+def parse_ledger(variable: str, raw: str) -> str:
+    if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///") or raw.startswith(("postgresql://", "postgres://")):
+        return raw
+    raise ConfigError(f"{variable}={raw!r} is not a ledger; use sqlite:///path/usage.db or "
+                      "postgresql://user@host/db")
+
+
 def parse_providers(variable: str, raw: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for item in (part.strip() for part in raw.split(",")):
@@ -240,6 +250,7 @@ _PARSERS: Final[dict[str, tuple[str, Any]]] = {
     "compat_cost_attribute": (COMPAT_COST_ATTRIBUTE, parse_bool),
     "max_sessions": (MAX_SESSIONS, parse_positive_int),
     "providers": (PROVIDERS, parse_providers),
+    "ledger": (LEDGER, parse_ledger),
 }
 
 

@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 import warnings
+from datetime import UTC, datetime
 from typing import Any
 
 from otel_llm_cost._money import column_usd, usd
@@ -21,6 +22,7 @@ from otel_llm_cost._money import column_usd, usd
 __all__ = ["add_demo_command", "run_demo"]
 
 MESSAGES = [{"role": "user", "content": "Summarise our Q3 incident reports in three bullet points."}]
+DEMO_LEDGER = "otel-llm-cost-demo.db"
 
 
 def _port(text: str) -> int:
@@ -52,6 +54,8 @@ def add_demo_command(commands: Any) -> None:
     demo.add_argument("--exit", action="store_true",
                       help="exit after the workload instead of serving /metrics until Ctrl-C")
     demo.add_argument("--quiet", action="store_true", help="no per-call progress")
+    demo.add_argument("--ledger", default=f"sqlite:///{DEMO_LEDGER}", metavar="URL",
+                      help=f"usage ledger to record every call in (default: sqlite:///{DEMO_LEDGER}; 'none': no ledger)")
     demo.set_defaults(handler=lambda args, book: run_demo(args))
 
 
@@ -98,7 +102,12 @@ def run_demo(args: argparse.Namespace) -> int:
         readers.append(PrometheusMetricReader())
     meter_provider = MeterProvider(metric_readers=readers)
     tracer_provider = TracerProvider()
-    llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, metric_tags="feature")
+    ledger = None if args.ledger == "none" else args.ledger
+    started = datetime.now(UTC)
+    llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, metric_tags="feature",
+                       ledger=ledger)
+    if ledger:
+        _progress(args.quiet, f"recording every call in the usage ledger {ledger}")
     llm_cost.set_budget("0.25", scope="session", name="demo-per-session")
     llm_cost.set_budget("0.001", window="day", on_exceed="warn", name="demo-daily-soft")
     llm_cost.set_budget(100, window="month", name="demo-monthly")
@@ -138,17 +147,22 @@ def run_demo(args: argparse.Namespace) -> int:
         key = f" (worst key {status.key!r}, {status.exhausted_keys} exhausted)" if status.scope != "global" else ""
         print(f"budget {status.name:18} {status.window:6} limit {'$' + usd(status.limit):>7}  "
               f"spent ${column_usd(status.spent)}  utilization {status.utilization:6.1%}{key}")
-    _next_steps(args)
+    if ledger:
+        print()
+        print(llm_cost.usage_report(since=started, by="user").format("table"))
+    _next_steps(args, ledger)
     if args.port and not args.exit:
         _serve_until_interrupted(args.port)
     return 0
 
 
-def _next_steps(args: argparse.Namespace) -> None:
+def _next_steps(args: argparse.Namespace, ledger: str | None) -> None:
     print()
     print("Where to look next:")
     if args.port:
         print(f"  metrics   curl -s http://127.0.0.1:{args.port}/metrics | grep llm_cost_")
+    if ledger:
+        print(f"  ledger    otel-llm-cost report --ledger {ledger} --by session --since 1h")
     print("  Grafana   docker compose -f docker-compose.observability.yml up   (dashboards on http://localhost:3000)")
     print("  your app  OTEL_LLM_COST_BUDGET_USD=5 opentelemetry-instrument python app.py")
 

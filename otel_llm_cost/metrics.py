@@ -33,7 +33,8 @@ _COMMON = (attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_OPERATION_NAME, attr.GEN_AI_RE
 
 
 class CostMetrics:
-    def __init__(self, meter_provider: MeterProvider, guard: Any = None, metric_tags: Sequence[str] = ()) -> None:
+    def __init__(self, meter_provider: MeterProvider, guard: Any = None, metric_tags: Sequence[str] = (),
+                 ledger: Any = None) -> None:
         from otel_llm_cost import __version__
 
         meter = meter_provider.get_meter("otel_llm_cost", __version__)
@@ -55,6 +56,10 @@ class CostMetrics:
             attr.METRIC_CALLS, unit="{call}", description="LLM calls by outcome and whether their price is known.")
         self.blocked = meter.create_counter(
             attr.METRIC_BUDGET_BLOCKED, unit="{call}", description="Calls refused by a budget before being sent.")
+        if ledger is not None:
+            meter.create_observable_counter(
+                attr.METRIC_LEDGER_DROPPED, [lambda options: [Observation(ledger.dropped)]], unit="{row}",
+                description="Usage ledger rows dropped because the writer's queue was full.")
         meter.create_observable_gauge(attr.METRIC_BUDGET_LIMIT, [self._observe("limit")], unit="USD",
                                       description="Budget limit.")
         meter.create_observable_gauge(attr.METRIC_BUDGET_SPENT, [self._observe("spent")], unit="USD",

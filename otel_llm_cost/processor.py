@@ -71,6 +71,8 @@ class CostSpanProcessor(SpanProcessor):
         self.guard = guard
         self.price_book = price_book or default_price_book()
         self._listeners: list[RecordListener] = []
+        self._on_shutdown: list[Callable[[], Any]] = []
+        self._on_flush: list[Callable[[], Any]] = []
         self._lock = threading.Lock()
         self._ours_open = _BoundedSet()
         self._ours_ended = _BoundedSet()
@@ -79,8 +81,15 @@ class CostSpanProcessor(SpanProcessor):
         self.foreign_counted = 0
         self.foreign_skipped = 0
 
-    def add_listener(self, listener: RecordListener) -> None:
+    def add_listener(self, listener: RecordListener, *, flush: Callable[[], Any] | None = None,
+                     shutdown: Callable[[], Any] | None = None) -> None:
+        """Call `listener` for each counted call; `flush` and `shutdown` run with the processor's own
+        (the ledger writes its queue when the tracer provider shuts down)."""
         self._listeners.append(listener)
+        if flush is not None:
+            self._on_flush.append(flush)
+        if shutdown is not None:
+            self._on_shutdown.append(shutdown)
 
     # --- SpanProcessor ---
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -105,10 +114,21 @@ class CostSpanProcessor(SpanProcessor):
             exception_once(_logger, "processor-on-end", "otel-llm-cost: CostSpanProcessor.on_end failed")
 
     def shutdown(self) -> None:
-        return None
+        for hook in self._on_shutdown:
+            try:
+                hook()
+            except Exception:
+                exception_once(_logger, ("shutdown", hook), "otel-llm-cost: a shutdown hook failed")
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True
+        done = True
+        for hook in self._on_flush:
+            try:
+                done = hook() is not False and done
+            except Exception:
+                exception_once(_logger, ("flush", hook), "otel-llm-cost: a flush hook failed")
+                done = False
+        return done
 
     # --- ours ---
     def _on_our_span(self, span: ReadableSpan) -> None:

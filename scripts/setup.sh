@@ -4,7 +4,7 @@
 #   bash scripts/setup.sh          .venv: the package with the SDKs, the examples and the dev tools
 #   bash scripts/setup.sh test     .venv-test: the same plus peer instrumentations (OpenLLMetry, the official
 #                                  GenAI ones) for the coexistence tests and benchmarks, and the servers the
-#                                  tests start (prometheus/promtool, redis-server) from Debian's packages
+#                                  tests start (prometheus/promtool, redis-server, postgresql) from Debian's packages
 #
 # The demo and examples use .venv, where ours is the only LLM instrumentation: one span per call.
 set -euo pipefail
@@ -22,6 +22,7 @@ if [ "$mode" = test ]; then
   need_apt=()
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
   if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       step "installing Debian packages: ${need_apt[*]}"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from decimal import Decimal
@@ -16,6 +17,9 @@ from otel_llm_cost.config import Settings
 from otel_llm_cost.instrumentation import instrument, uninstrument
 from otel_llm_cost.instrumentation._call import SCOPE_NAME
 from otel_llm_cost.testing.fake_provider import FakeProvider
+
+# LiteLLM fetches its price map from GitHub when imported, retrying with back-off; offline, use its copy.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 # The fake provider serves models the real API has deprecated; the SDK warns about them.
 warnings.filterwarnings("ignore", message=r"The model .* is deprecated", category=DeprecationWarning)
@@ -189,3 +193,51 @@ def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
     spans = our_spans(exporter)
     assert len(spans) == 1, [s.name for s in spans]
     return spans[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server (Debian's `postgresql` package) on a free loopback port, run as a
+    non-root user as PostgreSQL requires, with an empty database; stopped and removed afterwards."""
+    import glob
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
+    initdb = found[-1]
+    if not initdb or not os.path.exists(initdb):
+        pytest.skip("PostgreSQL is not installed on this machine (scripts/setup.sh test installs Debian's "
+                    "postgresql package when run as root)")
+    bindir = os.path.dirname(initdb)
+    as_user: list[str] = []
+    directory = tempfile.mkdtemp(prefix="otel-llm-cost-pg-")
+    if os.getuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        owner = pwd.getpwnam("postgres")
+        os.chown(directory, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data, log = os.path.join(directory, "data"), os.path.join(directory, "server.log")
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_user, *command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+
+    run(os.path.join(bindir, "initdb"), "-D", data, "-U", "otel", "--auth=trust", "-E", "UTF8")
+    run(os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-w", "-t", "60", "-o",
+        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        import psycopg
+
+        with psycopg.connect(f"postgresql://otel@127.0.0.1:{port}/postgres", autocommit=True) as connection:
+            connection.execute("CREATE DATABASE ledger_test")
+        yield f"postgresql://otel@127.0.0.1:{port}/ledger_test"
+    finally:
+        subprocess.run([*as_user, os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -39,3 +39,20 @@ def test_each_instrumentor_has_its_own_entry_point_for_opentelemetry_instrument(
     assert set(ours) == {"llm_cost_openai", "llm_cost_anthropic", "llm_cost_google_genai", "llm_cost_bedrock",
                          "llm_cost_mistral", "llm_cost_cohere", "llm_cost_groq", "llm_cost_ollama",
                          "llm_cost_litellm"}
+
+
+def test_instrumenting_imports_no_sdk():
+    """Each SDK is patched when the app first imports it: an app pays only for the SDKs it uses."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from opentelemetry.sdk.trace import TracerProvider\n"
+              "import otel_llm_cost as llm_cost\n"
+              "llm_cost.instrument(tracer_provider=TracerProvider())\n"
+              "print(sorted(m for m in ('openai', 'anthropic', 'google.genai', 'botocore', 'mistralai', 'cohere', "
+              "'groq', 'ollama', 'litellm') if m in sys.modules))\n"
+              "import openai\n"
+              "print(type(openai.resources.chat.completions.completions.Completions.__dict__['create']).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.splitlines() == ["[]", "FunctionWrapper"], done.stderr

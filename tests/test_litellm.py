@@ -8,13 +8,11 @@ llama-3.3-70b-versatile $0.59 / $0.79 (groq.com/pricing); text-embedding-3-small
 from __future__ import annotations
 
 import asyncio
-import os
 from decimal import Decimal
 
 import pytest
 from conftest import cost_of, only_span, our_spans
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of LiteLLM's price map
 litellm = pytest.importorskip("litellm")
 
 MESSAGES = [{"role": "user", "content": "Hi"}]

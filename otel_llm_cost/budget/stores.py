@@ -21,6 +21,8 @@ from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from otel_llm_cost._sqlite import ThreadConnections
+
 __all__ = [
     "Claim", "Reservation", "Refusal", "BudgetStore", "MemoryStore", "SqliteStore", "RedisStore", "store_from_url",
     "StoreUnavailable", "StoreOpenError",
@@ -201,7 +203,7 @@ class SqliteStore:
         self.path = Path(path)
         self.ttl = ttl
         self._clock = clock
-        self._local = threading.local()
+        self._connections = ThreadConnections(self.path)
         if not self.path.parent.is_dir():
             raise StoreOpenError(f"directory {str(self.path.parent)!r} does not exist")
         if self.path.is_dir():
@@ -209,18 +211,11 @@ class SqliteStore:
         try:
             self._connection().executescript(self._SCHEMA)
         except sqlite3.Error as error:
-            self._local.connection = None
+            self._connections.close()
             raise StoreOpenError(f"cannot open {str(self.path)!r} as a SQLite database: {error}") from None
 
     def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=30000")
-            self._local.connection = connection
-        return connection
+        return self._connections.get()
 
     def _transaction(self, work: Callable[[sqlite3.Connection], object]) -> object:
         try:

@@ -464,6 +464,8 @@ def _start_attributes(request: Request, session: SessionContext | None) -> dict[
         values[attr.GEN_AI_REQUEST_MAX_TOKENS] = request.max_tokens
     if request.service_tier:
         values[attr.service_tier_keys(request.provider)[0]] = request.service_tier
+    if request.batch:
+        values[attr.LLM_COST_BATCH] = True
     if request.server_address:
         values[attr.SERVER_ADDRESS] = request.server_address
         if request.server_port:

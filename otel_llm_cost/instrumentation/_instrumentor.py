@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
-from wrapt import wrap_function_wrapper
+from wrapt import register_post_import_hook, wrap_function_wrapper
 
 from otel_llm_cost import _state
 from otel_llm_cost.instrumentation import _attempts
@@ -51,16 +52,26 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         _attempts.install()  # which requests of a call left the client: what a failed call is charged
         tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=kwargs.get("tracer_provider"))
-        self._ctx = CallContext(tracer=tracer)
+        ctx = self._ctx = CallContext(tracer=tracer)
         self._wrappers: list[tuple[Any, str, Callable[..., Any]]] = []
+        # Patch each SDK module when the app first imports it (at once if it already has): instrumenting
+        # imports no SDK, so an app pays only for the SDKs it uses (LiteLLM alone takes seconds to import).
+        for module in dict.fromkeys(target.module for target in self.targets):
+            register_post_import_hook(functools.partial(self._patch, ctx), module)
+        _state.instrumented_sdks.add(type(self).__name__)
+
+    def _patch(self, ctx: CallContext, module: Any) -> None:
+        """Wrap this module's targets, unless uninstrumented (or instrumented anew) since the hook was set."""
+        if not ctx.active or ctx is not getattr(self, "_ctx", None):
+            return
         for target in self.targets:
-            owner = _resolve(target)
+            if target.module != module.__name__:
+                continue
+            owner = _resolve(target, module)
             if owner is not None:
-                wrapper = target.wrapper(self._ctx)
-                wrap_function_wrapper(target.module, target.name, wrapper)
+                wrapper = target.wrapper(ctx)
+                wrap_function_wrapper(module, target.name, wrapper)
                 self._wrappers.append((owner, target.name.rsplit(".", 1)[-1], wrapper))
-        if self._wrappers:
-            _state.instrumented_sdks.add(type(self).__name__)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         """Restore each method exactly. If another instrumentation wrapped it after us, its wrapper must
@@ -76,12 +87,15 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         self._wrappers = []
 
 
-def _resolve(target: Target) -> Any:
-    """The class that owns the method, or None if this SDK version does not have it."""
-    try:
-        owner: Any = importlib.import_module(target.module)
-    except ImportError:
-        return None
+def _resolve(target: Target, module: Any = None) -> Any:
+    """The class (or module) that owns the method, or None if this SDK version does not have it.
+    Without `module`, imports it (for checks; instrumenting itself never imports an SDK)."""
+    if module is None:
+        try:
+            module = importlib.import_module(target.module)
+        except ImportError:
+            return None
+    owner: Any = module
     *path, method = target.name.split(".")
     for part in path:
         owner = getattr(owner, part, None)

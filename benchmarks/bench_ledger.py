@@ -1,0 +1,74 @@
+"""How long a usage report takes over a large ledger: 1M rows by default, grouped by each key.
+
+    .venv-test/bin/python benchmarks/bench_ledger.py [--rows 1000000] [--ledger URL]
+
+Rows are spread over 30 days, 40 models, 5,000 users, 20,000 sessions and 8 task tags, 5% unpriced.
+Prints the write rate and, for each grouping, the time of the whole-ledger report and of a last-7-days
+report (the `ts` index narrows it), best of 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from otel_llm_cost.ledger import Row, open_backend, uuid7
+from otel_llm_cost.ledger.report import usage_report
+
+
+def _rows(count: int, now: datetime):
+    rng = random.Random(42)
+    models = [f"model-{i}" for i in range(40)]
+    for i in range(count):
+        unpriced = rng.random() < 0.05
+        input_tokens, output_tokens = rng.randint(100, 20_000), rng.randint(10, 2_000)
+        yield Row(uuid7(), now - timedelta(seconds=rng.uniform(0, 30 * 86_400)), None, None, "svc",
+                  rng.choice(("openai", "anthropic", "gcp.gemini")), "chat", rng.choice(models), None, None,
+                  f"s{rng.randrange(20_000)}", None, f"u{rng.randrange(5_000)}", {"task": f"t{rng.randrange(8)}"},
+                  input_tokens, output_tokens, 0, 0, 0,
+                  None if unpriced else Decimal(input_tokens * 3 + output_tokens * 15) / 10**6, "local", "bundled",
+                  False, "ok", None, False, None, 0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--ledger", help="default: a fresh SQLite file in a temporary directory")
+    args = parser.parse_args()
+    url = args.ledger or f"sqlite:///{tempfile.mkdtemp(prefix='ledger-bench-')}/usage.db"
+    backend = open_backend(url)
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    batch: list[Row] = []
+    for row in _rows(args.rows, now):
+        batch.append(row)
+        if len(batch) == 10_000:
+            backend.write(batch)
+            batch = []
+    if batch:
+        backend.write(batch)
+    elapsed = time.perf_counter() - started
+    print(f"ledger {url.split('://')[0]}: wrote {args.rows:,} rows in {elapsed:.1f} s "
+          f"({args.rows / elapsed:,.0f} rows/s, batches of 10,000)")
+    print(f"{'group by':10} {'groups':>7} {'all rows':>9} {'last 7 days':>12}")
+    for by in ("model", "provider", "user", "session", "day", "tag:task"):
+        timings = []
+        for since in (None, now - timedelta(days=7)):
+            best = float("inf")
+            for _ in range(3):
+                t = time.perf_counter()
+                report = usage_report(since=since, by=by, ledger=backend)
+                best = min(best, time.perf_counter() - t)
+            timings.append(best)
+        print(f"{by:10} {len(report.groups):>7,} {timings[0]:>8.2f}s {timings[1]:>11.2f}s")
+    backend.close()
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

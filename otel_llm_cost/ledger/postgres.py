@@ -1,0 +1,131 @@
+"""The ledger in PostgreSQL (psycopg 3), for many hosts writing to one book. `cost_usd` is `NUMERIC`, so
+sums are exact; tags are `jsonb`. Migrations take an advisory lock, so hosts starting together migrate once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from otel_llm_cost.ledger import COLUMNS, LedgerOpenError, Row
+from otel_llm_cost.ledger._sql import INDEXES, group_key, time_range
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE llm_calls (
+        id UUID PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, trace_id TEXT, span_id TEXT, service_name TEXT, provider TEXT,
+        operation TEXT, request_model TEXT, response_model TEXT, response_id TEXT, session_id TEXT,
+        conversation_id TEXT, user_id TEXT, tags JSONB NOT NULL DEFAULT '{}',
+        input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, cache_read_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL,
+        cost_usd NUMERIC(30, 15), cost_source TEXT, pricing_source TEXT, estimated BOOLEAN NOT NULL,
+        outcome TEXT NOT NULL, service_tier TEXT, batch BOOLEAN NOT NULL, job TEXT, duration_s DOUBLE PRECISION);
+    """ + INDEXES,
+)
+
+
+_SUMMARY = """
+    SELECT {key} AS k, COUNT(*) FILTER (WHERE outcome <> 'blocked'), SUM(input_tokens), SUM(output_tokens),
+           SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost_usd),
+           COUNT(*) FILTER (WHERE cost_usd IS NULL AND outcome <> 'blocked'), COUNT(*) FILTER (WHERE outcome = 'error'),
+           COUNT(*) FILTER (WHERE outcome = 'blocked'),
+           COALESCE(SUM(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
+    FROM llm_calls {where} GROUP BY 1
+"""
+
+_MIGRATION_LOCK = 0x6C6C6D636F7374  # "llmcost": one advisory lock id for every host
+
+
+class PostgresLedger:
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise LedgerOpenError("the psycopg package is not installed: pip install 'otel-llm-cost[postgres]'") from None
+        self._psycopg = psycopg
+        self.url = url
+        self._local = threading.local()
+        try:
+            self._migrate(self._connection())
+        except psycopg.Error as error:
+            raise LedgerOpenError(f"cannot open the PostgreSQL ledger: {str(error).strip().splitlines()[0]}") from None
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            connection = self._psycopg.connect(self.url, connect_timeout=5, autocommit=False)
+            self._local.connection = connection
+        return connection
+
+    @staticmethod
+    def _migrate(connection: Any) -> None:
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
+                               "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            current = connection.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            for version, script in enumerate(_MIGRATIONS, start=1):
+                if version > current:
+                    connection.execute(script)
+                    connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+        connection.commit()
+
+    def write(self, rows: Sequence[Row]) -> None:
+        connection = self._connection()
+        try:
+            with connection.transaction(), connection.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO llm_calls ({','.join(COLUMNS)}) VALUES ({','.join(['%s'] * len(COLUMNS))})",
+                    [_values(row) for row in rows])
+            connection.commit()
+        except self._psycopg.OperationalError:
+            self._local.connection = None  # reconnect on the next batch
+            raise
+
+    def summarize(self, since: datetime | None, until: datetime | None, by: str) -> list[tuple[Any, ...]]:
+        key, key_args = group_key(by, day="to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')", tag="tags ->> %s",
+                                  tag_arg=str)
+        where, args = time_range(since, until, "%s", _same)
+        connection = self._connection()
+        try:
+            cursor = connection.execute(_SUMMARY.format(key=key, where=where), [*key_args, *args])
+            result = [(*row[:7], row[7] if row[7] is not None else Decimal(0), *row[8:]) for row in cursor]
+        finally:
+            connection.rollback()
+        return [tuple(int(v) if isinstance(v, Decimal) and i not in (0, 7) else v for i, v in enumerate(row))
+                for row in result]
+
+    def rows(self, since: datetime | None, until: datetime | None) -> Iterator[Row]:
+        where, args = time_range(since, until, "%s", _same)
+        connection = self._connection()
+        try:
+            cursor = connection.execute(f"SELECT {','.join(COLUMNS)} FROM llm_calls {where} ORDER BY ts, id", args)
+            for values in cursor:
+                data = dict(zip(COLUMNS, values))
+                data["id"] = str(data["id"])
+                data["cost_usd"] = None if data["cost_usd"] is None else data["cost_usd"].normalize()
+                yield Row(**data)
+        finally:
+            connection.rollback()
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+
+def _values(row: Row) -> tuple[Any, ...]:
+    from psycopg.types.json import Jsonb
+
+    return (row.id, row.ts.astimezone(UTC), row.trace_id, row.span_id, row.service_name, row.provider, row.operation,
+            row.request_model, row.response_model, row.response_id, row.session_id, row.conversation_id, row.user_id,
+            Jsonb(row.tags), row.input_tokens, row.output_tokens, row.cache_read_tokens, row.cache_write_tokens,
+            row.reasoning_tokens, row.cost_usd, row.cost_source, row.pricing_source, row.estimated, row.outcome,
+            row.service_tier, row.batch, row.job, row.duration_s)
+
+
+def _same(value: datetime) -> datetime:
+    return value

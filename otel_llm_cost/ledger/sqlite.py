@@ -1,0 +1,137 @@
+"""The ledger in one SQLite file: the embedded default for one host, safe for several processes (WAL).
+
+Money stays exact: `cost_usd` holds the decimal as text, and `cost_e10` the same amount in integer
+units of 1e-10 USD, which SQL sums exactly. A crash loses at most the batch not yet written; WAL and
+one transaction per batch keep the file consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+from otel_llm_cost._sqlite import ThreadConnections
+from otel_llm_cost.ledger import COLUMNS, LedgerOpenError, Row, encode_tags
+from otel_llm_cost.ledger._sql import INDEXES, group_key, time_range
+
+_E10 = Decimal("1e-10")
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: the contract's table, and indexes on time and on each group key
+    """
+    CREATE TABLE llm_calls (
+        id TEXT PRIMARY KEY, ts TEXT NOT NULL, trace_id TEXT, span_id TEXT, service_name TEXT, provider TEXT,
+        operation TEXT, request_model TEXT, response_model TEXT, response_id TEXT, session_id TEXT,
+        conversation_id TEXT, user_id TEXT, tags TEXT NOT NULL DEFAULT '{}',
+        input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL,
+        cost_usd TEXT, cost_e10 INTEGER, cost_source TEXT, pricing_source TEXT, estimated INTEGER NOT NULL,
+        outcome TEXT NOT NULL, service_tier TEXT, batch INTEGER NOT NULL, job TEXT, duration_s REAL);
+    """ + INDEXES,
+)
+
+
+_SUMMARY = """
+    SELECT {key} AS k, SUM(outcome != 'blocked'), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),
+           SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost_e10),
+           SUM(cost_usd IS NULL AND outcome != 'blocked'), SUM(outcome = 'error'), SUM(outcome = 'blocked'),
+           SUM(CASE WHEN cost_usd IS NOT NULL THEN input_tokens + output_tokens ELSE 0 END)
+    FROM llm_calls {where} GROUP BY k
+"""
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class SqliteLedger:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = Path(url[len("sqlite:///"):])
+        if not self.path.parent.is_dir():
+            raise LedgerOpenError(f"directory {str(self.path.parent)!r} does not exist")
+        if self.path.is_dir():
+            raise LedgerOpenError(f"{str(self.path)!r} is a directory")
+        self._connections = ThreadConnections(self.path)
+        try:
+            self._migrate(self._connection())
+        except sqlite3.Error as error:
+            self._connections.close()
+            raise LedgerOpenError(f"cannot open {str(self.path)!r} as a SQLite ledger: {error}") from None
+
+    def _connection(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    @staticmethod
+    def _migrate(connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TEXT)")
+            current = connection.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
+            for version, script in enumerate(_MIGRATIONS, start=1):
+                if version > current:
+                    for statement in filter(str.strip, script.split(";")):
+                        connection.execute(statement)
+                    connection.execute("INSERT INTO schema_version VALUES (?, ?)",
+                                       (version, _iso(datetime.now(UTC))))
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def write(self, rows: Sequence[Row]) -> None:
+        connection = self._connection()
+        placeholders = ",".join("?" * (len(COLUMNS) + 1))
+        values = [_values(row) for row in rows]
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(
+                f"INSERT INTO llm_calls ({','.join(COLUMNS)}, cost_e10) VALUES ({placeholders})", values)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def summarize(self, since: datetime | None, until: datetime | None, by: str) -> list[tuple[Any, ...]]:
+        key, key_args = group_key(by, day="substr(ts, 1, 10)", tag="json_extract(tags, ?)",
+                                  tag_arg=lambda name: "$." + json.dumps(name))
+        where, args = time_range(since, until, "?", _iso)
+        cursor = self._connection().execute(_SUMMARY.format(key=key, where=where), [*key_args, *args])
+        return [(*row[:7], _from_e10(row[7]), *row[8:]) for row in cursor]
+
+    def rows(self, since: datetime | None, until: datetime | None) -> Iterator[Row]:
+        where, args = time_range(since, until, "?", _iso)
+        cursor = self._connection().execute(f"SELECT {','.join(COLUMNS)} FROM llm_calls {where} ORDER BY ts, id", args)
+        for values in cursor:
+            yield _row(values)
+
+    def close(self) -> None:
+        self._connections.close()
+
+
+def _values(row: Row) -> tuple[Any, ...]:
+    cost = row.cost_usd
+    return (row.id, _iso(row.ts), row.trace_id, row.span_id, row.service_name, row.provider, row.operation,
+            row.request_model, row.response_model, row.response_id, row.session_id, row.conversation_id, row.user_id,
+            encode_tags(row.tags), row.input_tokens, row.output_tokens, row.cache_read_tokens, row.cache_write_tokens,
+            row.reasoning_tokens, None if cost is None else f"{cost:f}", row.cost_source, row.pricing_source,
+            int(row.estimated), row.outcome, row.service_tier, int(row.batch), row.job, row.duration_s,
+            None if cost is None else int((cost / _E10).to_integral_value(ROUND_HALF_EVEN)))
+
+
+def _row(values: Sequence[Any]) -> Row:
+    data = dict(zip(COLUMNS, values))
+    data["ts"] = datetime.fromisoformat(data["ts"].replace("Z", "+00:00"))
+    data["tags"] = json.loads(data["tags"] or "{}")
+    data["cost_usd"] = None if data["cost_usd"] is None else Decimal(data["cost_usd"])
+    data["estimated"], data["batch"] = bool(data["estimated"]), bool(data["batch"])
+    return Row(**data)
+
+
+def _from_e10(units: int | None) -> Decimal:
+    return (Decimal(units) * _E10).normalize() if units else Decimal(0)
