@@ -45,6 +45,9 @@ _EXPORTS: dict[str, str] = {
     "set_pricing": "otel_llm_cost._api",
     "pricing_status": "otel_llm_cost._api",
     "usage_report": "otel_llm_cost.ledger.report",
+    "track": "otel_llm_cost.jobs",
+    "Job": "otel_llm_cost.jobs",
+    "estimate_batch": "otel_llm_cost.jobs",
     "UsageReport": "otel_llm_cost.ledger.report",
 }
 
@@ -78,5 +81,6 @@ if TYPE_CHECKING:
     from otel_llm_cost.pricing import Cost, PricingError, PricingStatus, compute_cost
     from otel_llm_cost.processor import CostSpanProcessor
     from otel_llm_cost.sessions import LastUsage, SessionSummary, last_usage
+    from otel_llm_cost.jobs import Job, estimate_batch, track
     from otel_llm_cost.ledger.report import UsageReport, usage_report
     from otel_llm_cost.usage import Usage

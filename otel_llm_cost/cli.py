@@ -103,7 +103,61 @@ def _cmd_prices(args: argparse.Namespace, book: PriceBook) -> int:
     return 0
 
 
+def _batch_prompts(path: str) -> list[Any]:
+    """One prompt per line: a JSON string, a messages list, or an object with `messages` or `prompt`."""
+    try:
+        lines = Path(path).read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read --batch {path!r}: {exc}") from None
+    prompts = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise CliError(f"--batch {path!r} line {number} is not JSON") from None
+        if isinstance(item, dict):
+            item = item.get("messages", item.get("prompt"))
+        if not isinstance(item, (str, list)) or not item:
+            raise CliError(f"--batch {path!r} line {number}: expected a prompt string, a messages list, or an "
+                           "object with 'messages' or 'prompt'")
+        prompts.append(item)
+    if not prompts:
+        raise CliError(f"--batch {path!r} holds no prompts")
+    return prompts
+
+
+def _cmd_estimate_batch(args: argparse.Namespace) -> int:
+    from otel_llm_cost.jobs import estimate_batch
+
+    prompts = _batch_prompts(args.batch)
+    estimate = estimate_batch(args.model, prompts, args.max_tokens, provider=args.provider,
+                              default_output_tokens=args.settings.default_output_tokens)
+    result = {"model": args.model, "prompts": len(prompts), "input_tokens_upper_bound": estimate.input_tokens,
+              "output_tokens": estimate.output_tokens, "output_tokens_assumed": args.max_tokens is None,
+              "cost_usd": usd(estimate.cost.total) if estimate.cost else None,
+              "price_source": estimate.cost.source if estimate.cost else "unknown"}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif estimate.cost is None:
+        print(f"{args.model}: {len(prompts):,} prompts, ~{estimate.input_tokens:,} input + "
+              f"{estimate.output_tokens:,} output tokens; price unknown")
+    else:
+        print(f"{args.model}: {len(prompts):,} prompts, at most ${usd(estimate.cost.total)} "
+              f"({estimate.input_tokens:,} input + {estimate.output_tokens:,} output tokens, {estimate.cost.source} "
+              "prices)")
+    if args.max_tokens is None and not args.json:
+        print(f"note: no --max-tokens, so {estimate.output_tokens // len(prompts):,} output tokens a prompt were "
+              f"assumed (set --max-tokens, or {DEFAULT_OUTPUT_TOKENS})", file=sys.stderr)
+    return 0 if estimate.cost is not None else 1
+
+
 def _cmd_estimate(args: argparse.Namespace, book: PriceBook) -> int:
+    if args.max_tokens is not None and args.max_tokens <= 0:
+        raise CliError(f"--max-tokens={args.max_tokens} must be greater than zero")
+    if args.batch:
+        return _cmd_estimate_batch(args)
     if args.file:
         try:
             prompt = Path(args.file).read_text("utf-8")
@@ -213,6 +267,8 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--provider")
     estimate.add_argument("--max-tokens", type=int)
     estimate.add_argument("--file")
+    estimate.add_argument("--batch", metavar="FILE.jsonl",
+                          help="one prompt per line (a string, a messages list, or {\"messages\": ...}): the whole batch")
     estimate.add_argument("--json", action="store_true")
     estimate.set_defaults(handler=_cmd_estimate)
 

@@ -25,13 +25,16 @@ class SessionContext:
     session_id: str | None = None
     user_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    job_run: str | None = None
+    """The run of `llm_cost.track()` the call is in: what a job's budget is keyed by (never propagated)."""
 
 
 _current: ContextVar[SessionContext | None] = ContextVar("otel_llm_cost_session", default=None)
 
 
 @contextmanager
-def session(session_id: str | None = None, *, user_id: str | None = None, **tags: str) -> Iterator[SessionContext]:
+def session(session_id: str | None = None, *, user_id: str | None = None, _job_run: str | None = None,
+            **tags: str) -> Iterator[SessionContext]:
     """Attribute every LLM call inside the block to this session, user and tags.
 
     Nested blocks inherit what they do not set: ``with session(user_id="a"): with session("s1"): ...``
@@ -44,6 +47,7 @@ def session(session_id: str | None = None, *, user_id: str | None = None, **tags
         session_id=str(session_id) if session_id is not None else (parent.session_id if parent else None),
         user_id=str(user_id) if user_id is not None else (parent.user_id if parent else None),
         tags=MappingProxyType(merged_tags),
+        job_run=_job_run or (parent.job_run if parent else None),
     )
     otel_ctx = context.get_current()
     if ctx.session_id is not None:

@@ -104,7 +104,7 @@ def run_demo(args: argparse.Namespace) -> int:
     tracer_provider = TracerProvider()
     ledger = None if args.ledger == "none" else args.ledger
     started = datetime.now(UTC)
-    llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, metric_tags="feature",
+    llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, metric_tags="feature,job",
                        ledger=ledger)
     if ledger:
         _progress(args.quiet, f"recording every call in the usage ledger {ledger}")
@@ -261,6 +261,12 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
         if "cohere" in others:
             others["cohere"].chat(model="command-a-03-2025", max_tokens=500, messages=MESSAGES)
             show("Cohere Command A")
+    with llm_cost.track("nightly-digest", progress=False) as job:  # a batch job: counted together
+        job.map(lambda ticket: oai.chat.completions.create(
+            model="gpt-4o-mini", max_tokens=200, messages=[{"role": "user", "content": f"Triage ticket {ticket}."}]),
+            range(4), workers=4)
+    _progress(quiet, f"  [{n:>3}] {'batch job nightly-digest (4 calls)':34} {'gpt-4o-mini':{_MODEL_WIDTH}} "
+                     f"{'':>7}    {'':>6}      ${column_usd(job.cost)}")
     with llm_cost.session(f"runaway-agent-{n}", user_id="dave", feature="agent"):
         history = list(MESSAGES)
         for step in range(1, 50):

@@ -7,6 +7,9 @@ Counting once, however spans nest or end: our spans are always counted (they car
 A foreign GenAI span is skipped when it started below one of our spans (any depth: `on_start`
 tracks the descendants of our spans in flight), or when a counted call ended below it (every
 GenAI span that ends marks its parent, so an outer wrapper of a counted call is skipped too).
+
+Roll-up: every span still open in this process is remembered (bounded; forgotten when it ends), so a
+counted call adds its cost to each open ancestor in O(depth): an HTTP request, an agent's span, a job.
 """
 
 from __future__ import annotations
@@ -36,6 +39,24 @@ RecordListener = Callable[[CallRecord, ReadableSpan, bool], None]
 """Called for each counted call: (record, span, is_ours). Metrics subscribe here."""
 
 _SEEN_LIMIT = 65_536
+_OPEN_LIMIT = 100_000
+"""Open spans remembered for the roll-up; beyond this (a leak of never-ended spans) new ones are not."""
+_MAX_DEPTH = 128
+
+
+class _Open:
+    """An open span and what the calls below it cost so far. `totals`, for a watched span (a job), keeps
+    the whole breakdown; every other span keeps three numbers."""
+
+    __slots__ = ("span", "parent_id", "cost", "calls", "unpriced", "totals")
+
+    def __init__(self, span: Span, parent_id: int | None) -> None:
+        self.span = span
+        self.parent_id = parent_id
+        self.cost = Decimal(0)
+        self.calls = 0
+        self.unpriced = 0
+        self.totals: Any = None
 
 
 class _BoundedSet:
@@ -78,6 +99,7 @@ class CostSpanProcessor(SpanProcessor):
         self._ours_ended = _BoundedSet()
         self._below_ours = _BoundedSet()
         self._has_counted_child = _BoundedSet()
+        self._open: dict[int, _Open] = {}
         self.foreign_counted = 0
         self.foreign_skipped = 0
 
@@ -93,18 +115,27 @@ class CostSpanProcessor(SpanProcessor):
 
     # --- SpanProcessor ---
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            self._on_start(span)
+        except Exception:
+            exception_once(_logger, "processor-on-start", "otel-llm-cost: CostSpanProcessor.on_start failed")
+
+    def _on_start(self, span: Span) -> None:
+        parent = span.parent
+        if len(self._open) < _OPEN_LIMIT:
+            self._open[span.context.span_id] = _Open(span, parent.span_id if parent is not None else None)
         scope = span.instrumentation_scope
         if scope is not None and scope.name == SCOPE_NAME:
             with self._lock:
                 self._ours_open.add(span.context.span_id)
             return
-        parent = span.parent
         if parent is not None and (parent.span_id in self._ours_open or parent.span_id in self._below_ours):
             with self._lock:
                 self._below_ours.add(span.context.span_id)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
+            self._open.pop(span.context.span_id, None)
             scope = span.instrumentation_scope
             if scope is not None and scope.name == SCOPE_NAME:
                 self._on_our_span(span)
@@ -172,7 +203,46 @@ class CostSpanProcessor(SpanProcessor):
             self.guard.record_unreserved(record.cost, session)
         self._notify(record, span, False)
 
+    def watch(self, span: Span) -> Any:
+        """Keep the whole breakdown (a `_Totals`) of the calls below this open span: a job's summary."""
+        from otel_llm_cost.sessions import _Totals
+
+        entry = self._open.get(span.get_span_context().span_id)
+        if entry is None:
+            return None
+        entry.totals = _Totals()
+        return entry.totals
+
+    def _roll_up(self, record: CallRecord, span: ReadableSpan) -> None:
+        """Add the call to every ancestor still open, and write the sums onto each."""
+        if record.outcome == "blocked" or span.parent is None:
+            return
+        cost, unpriced = record.cost, record.cost is None
+        now = None
+        with self._lock:
+            entry, depth = self._open.get(span.parent.span_id), 0
+            while entry is not None and depth < _MAX_DEPTH:
+                entry.calls += 1
+                if unpriced:
+                    entry.unpriced += 1
+                elif cost:
+                    entry.cost += cost
+                if entry.totals is not None:
+                    from datetime import UTC, datetime
+
+                    now = now or datetime.now(UTC)
+                    entry.totals.add(record, now)
+                entry.span.set_attributes({attr.LLM_COST_ROLLUP_COST: float(entry.cost),
+                                           attr.LLM_COST_ROLLUP_CALLS: entry.calls,
+                                           attr.LLM_COST_ROLLUP_UNPRICED_CALLS: entry.unpriced})
+                entry = self._open.get(entry.parent_id) if entry.parent_id is not None else None
+                depth += 1
+
     def _notify(self, record: CallRecord, span: ReadableSpan, ours: bool) -> None:
+        try:
+            self._roll_up(record, span)
+        except Exception:
+            exception_once(_logger, "roll-up", "otel-llm-cost: could not roll a call's cost up its parents")
         for listener in self._listeners:
             try:
                 listener(record, span, ours)

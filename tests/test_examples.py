@@ -69,6 +69,18 @@ def test_agent_with_budget_runs_as_the_readme_says():
     assert "stopped before step" in done.stdout and "remaining $" in done.stdout
 
 
+def test_batch_job_runs_as_the_readme_says():
+    command = _readme_launch_lines()["examples/batch_job.py"][0]
+    done = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=_offline_env())
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "estimate for 40 documents: at most $" in out and "stopped by the job budget" in out
+    summarised = int(re.search(r"done: (\d+) summarised, (\d+) failed", out).group(1))
+    assert 0 < summarised < 40 and f"calls           {summarised} (0 errors)" in out
+    assert "nightly-summaries: 40/40" in done.stderr or "40/40" in done.stderr  # the forced progress bar
+
+
 def test_fastapi_service_runs_as_the_readme_says_and_stops_alice_at_her_budget():
     serve, ask = _readme_launch_lines()["examples/fastapi_service.py"]
     port = str(_free_port())

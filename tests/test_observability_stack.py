@@ -35,6 +35,7 @@ LABELS = {
     "gen_ai_provider_name", "gen_ai_operation_name", "gen_ai_request_model", "gen_ai_response_model",
     "gen_ai_token_type", "llm_cost_token_type", "llm_cost_outcome", "llm_cost_pricing_known",
     "llm_cost_budget_name", "llm_cost_budget_window", "error_type",
+    "llm_cost_tag_job",  # the job tag, a label because the demo lists it in OTEL_LLM_COST_METRIC_TAGS
 }
 
 

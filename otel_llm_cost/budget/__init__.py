@@ -17,7 +17,7 @@ __all__ = [
     "POLICIES",
 ]
 
-SCOPES: Final = ("global", "session", "user", "tag")
+SCOPES: Final = ("global", "session", "user", "tag", "job")
 WINDOWS: Final = ("total", "hour", "day", "week", "month")
 POLICIES: Final = ("raise", "warn")
 
@@ -69,6 +69,8 @@ class Budget:
     window: str = "total"
     on_exceed: str = "raise"
     tag: str | None = None
+    key: str | None = None
+    """When set, the budget covers this one key of its scope only (one run of a job), not each key."""
 
     @classmethod
     def create(
@@ -80,6 +82,7 @@ class Budget:
         window: str = "total",
         on_exceed: str = "raise",
         tag: str | None = None,
+        key: str | None = None,
         where: str = "set_budget",
     ) -> Budget:
         """Validate every field; a bad one raises `BudgetError` naming the budget and the value."""
@@ -96,7 +99,7 @@ class Budget:
             raise BudgetError(f"{prefix}: scope='tag' needs tag=<tag name>, e.g. tag='feature'")
         if scope != "tag" and tag is not None:
             raise BudgetError(f"{prefix}: tag={tag!r} is only for scope='tag'")
-        return cls(name=label, limit=amount, scope=scope, window=window, on_exceed=on_exceed, tag=tag)
+        return cls(name=label, limit=amount, scope=scope, window=window, on_exceed=on_exceed, tag=tag, key=key)
 
 
 def _parse_limit(prefix: str, limit: object) -> Decimal:

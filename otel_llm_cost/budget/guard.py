@@ -58,10 +58,14 @@ def budget_key(budget: Budget, session: SessionContext | None) -> str | None:
     if session is None:
         return None
     if budget.scope == "session":
-        return session.session_id
-    if budget.scope == "user":
-        return session.user_id
-    return session.tags.get(budget.tag or "")
+        key = session.session_id
+    elif budget.scope == "user":
+        key = session.user_id
+    elif budget.scope == "job":
+        key = session.job_run
+    else:
+        key = session.tags.get(budget.tag or "")
+    return None if budget.key is not None and key != budget.key else key
 
 
 @dataclass(frozen=True, slots=True)

@@ -478,6 +478,9 @@ def _start_attributes(request: Request, session: SessionContext | None) -> dict[
             values[attr.USER_ID] = session.user_id
         for key, value in session.tags.items():
             values[attr.LLM_COST_TAG_PREFIX + key] = value
+        job = session.tags.get("job")
+        if job is not None:
+            values[attr.LLM_COST_JOB] = job
     return values
 
 
