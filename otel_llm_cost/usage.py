@@ -233,7 +233,14 @@ def usage_from_anthropic_messages(read: _Reader, usage: Any) -> Usage:
     """Anthropic Messages `usage`: cache reads and writes are ADDED to `input_tokens`.
 
     `cache_creation` splits the writes by TTL; without it every write is a 5-minute write (the default).
+    With server-side compaction, the top-level counts are the last step's only and `iterations` lists
+    every step (compaction and message) the call billed: the usage is their sum.
     """
+    iterations = dig(usage, "iterations")
+    if isinstance(iterations, (list, tuple)) and iterations:
+        steps = [usage_from_anthropic_messages(step) for step in iterations]
+        total = functools.reduce(lambda a, b: a + b, steps)
+        return replace(total, web_search_requests=read.count(usage, "server_tool_use", "web_search_requests"))
     uncached = read.count(usage, "input_tokens", required=True)
     cache_read = read.count(usage, "cache_read_input_tokens")
     cache_write = read.count(usage, "cache_creation_input_tokens")

@@ -108,7 +108,9 @@ class _MessagesStream:
         elif kind == "content_block_delta":
             self._deltas += 1
         elif kind == "message_delta":
-            self._usage.update(as_dict(field(event, "usage")))  # cumulative: replace, do not add
+            # cumulative: replace what it repeats, never add; a field it leaves out (None in the SDK's
+            # MessageDeltaUsage) keeps message_start's count
+            self._usage.update({k: v for k, v in as_dict(field(event, "usage")).items() if v is not None})
             self._stop = text(field(event, "delta"), "stop_reason") or self._stop
             self._final = True
         return True

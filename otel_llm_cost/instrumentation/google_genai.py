@@ -78,9 +78,14 @@ def _read_response(response: Any) -> Outcome:
         response_model=_model_name(text(response, "model_version")),
         response_id=text(response, "response_id"),
         finish_reasons=_finish_reasons(response),
-        service_tier=_enum_text(field(usage, "service_tier")),
+        service_tier=_enum_text(field(usage, "service_tier")) or _TRAFFIC_TIERS.get(
+            _enum_text(field(usage, "traffic_type")) or ""),
     )
 
+
+_TRAFFIC_TIERS = {"on_demand_flex": "flex", "on_demand_priority": "priority"}
+"""Vertex AI says which pay-as-you-go tier billed a call in `usageMetadata.trafficType`: Flex PayGo
+costs half the standard rate, Priority PayGo more."""
 
 GENERATE_CONTENT = Endpoint(_read_request, _read_response)
 # Every chunk repeats `usage_metadata`, cumulatively; a candidate's finish reason ends the call.

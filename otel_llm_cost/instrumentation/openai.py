@@ -6,6 +6,7 @@ Knows the OpenAI SDK's request and response shapes and nothing else; the lifecyc
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -178,6 +179,20 @@ class ChatStream:
 CHAT = Endpoint(read_chat_request, read_chat_response, ChatStream, resend=_resend_without_stream_options)
 
 
+# --- legacy completions: the chat wire shape, with a `prompt` ---
+
+
+def _read_completions_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    request = read_chat_request(instance, args, kwargs)
+    request.operation = "text_completion"
+    request.prompt = given(kwargs.get("prompt"))
+    return request
+
+
+COMPLETIONS = Endpoint(_read_completions_request, read_chat_response, ChatStream,
+                       resend=_resend_without_stream_options)
+
+
 # --- responses ---
 
 
@@ -202,11 +217,23 @@ def _read_responses_request(instance: Any, args: tuple[Any, ...], kwargs: dict[s
     )
 
 
+def _web_searches(response: Any) -> int:
+    """Web-search tool calls in a response's output: each is billed per call, on top of the tokens."""
+    output = field(response, "output")
+    if not isinstance(output, list):
+        return 0
+    return sum(1 for item in output if text(item, "type") == "web_search_call")
+
+
 def _read_responses_response(response: Any) -> Outcome:
     usage = field(response, "usage")
     status = text(response, "status")
+    parsed = usage_from_openai_responses(usage) if usage is not None else None
+    searches = _web_searches(response)
+    if parsed is not None and searches:
+        parsed = replace(parsed, web_search_requests=searches)
     return Outcome(
-        usage=usage_from_openai_responses(usage) if usage is not None else None,
+        usage=parsed,
         response_model=text(response, "model"),
         response_id=text(response, "id"),
         finish_reasons=(status,) if status else (),
@@ -272,6 +299,7 @@ EMBEDDINGS = Endpoint(_read_embeddings_request, _read_embeddings_response)
 _CHAT_MODULE = "openai.resources.chat.completions.completions"
 _RESPONSES_MODULE = "openai.resources.responses.responses"
 _EMBEDDINGS_MODULE = "openai.resources.embeddings"
+_COMPLETIONS_MODULE = "openai.resources.completions"
 
 
 class OpenAIInstrumentor(LLMInstrumentor):
@@ -288,6 +316,8 @@ class OpenAIInstrumentor(LLMInstrumentor):
         Target(_RESPONSES_MODULE, "AsyncResponses.create", RESPONSES, is_async=True),
         Target(_RESPONSES_MODULE, "Responses.parse", RESPONSES),
         Target(_RESPONSES_MODULE, "AsyncResponses.parse", RESPONSES, is_async=True),
+        Target(_COMPLETIONS_MODULE, "Completions.create", COMPLETIONS),
+        Target(_COMPLETIONS_MODULE, "AsyncCompletions.create", COMPLETIONS, is_async=True),
         Target(_EMBEDDINGS_MODULE, "Embeddings.create", EMBEDDINGS),
         Target(_EMBEDDINGS_MODULE, "AsyncEmbeddings.create", EMBEDDINGS, is_async=True),
     )

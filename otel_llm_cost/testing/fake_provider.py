@@ -60,6 +60,16 @@ class ModelBehaviour:
     """A LiteLLM proxy: `x-litellm-response-cost` on the response."""
     groq_stream_usage: bool = False
     """Groq: a stream's final chunk carries `x_groq.usage`, unasked."""
+    compaction_steps: list[tuple[int, int]] | None = None
+    """Anthropic server-side compaction: (input, output) of each step; the top-level usage is the last
+    step's only, and `usage.iterations` lists them all, as the API reports it."""
+    output_only_delta: bool = False
+    """Anthropic streams: `message_delta` usage carries output_tokens only (the SDK then has None for the
+    rest), as many API versions send it."""
+    web_searches: int = 0
+    """OpenAI Responses: `web_search_call` items in the output, each billed per call."""
+    traffic_type: str | None = None
+    """Vertex AI: `usageMetadata.trafficType` (ON_DEMAND_FLEX for Flex PayGo)."""
 
 
 @dataclass
@@ -324,6 +334,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, body: dict[str, Any], fault: Fault | None) -> None:
         if path.endswith("/chat/completions"):
             return self._openai_chat(body, fault)
+        if path.endswith("/v1/completions"):
+            return self._openai_completions(body, fault)
         if path.endswith("/responses"):
             return self._openai_responses(body, fault)
         if path.endswith("/embeddings"):
@@ -419,6 +431,30 @@ class _Handler(BaseHTTPRequestHandler):
 
         self._send_sse(events(), fault)
 
+    def _openai_completions(self, body: dict[str, Any], fault: Fault | None) -> None:
+        """The legacy Completions API: `choices[].text`; with `stream_options.include_usage`, a last chunk
+        with no choices and the usage."""
+        b, input_tokens, output = self._counts(body)
+        base = {"id": f"cmpl-{uuid.uuid4().hex[:16]}", "object": "text_completion", "created": int(time.time()),
+                "model": body.get("model", "")}
+        usage = self._openai_usage(b, input_tokens, output)
+        if not body.get("stream"):
+            return self._send_json(200, {**base, "choices": [{"text": b.text, "index": 0, "logprobs": None,
+                                                              "finish_reason": "length"}], "usage": usage})
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            pieces = _split(b.text, b.chunks)
+            for index, piece in enumerate(pieces):
+                last = index == len(pieces) - 1
+                yield None, {**base, "choices": [{"text": piece, "index": 0, "logprobs": None,
+                                                  "finish_reason": "length" if last else None}], "usage": None}
+            if include_usage:
+                yield None, {**base, "choices": [], "usage": usage}
+            yield None, "[DONE]"
+
+        self._send_sse(events(), fault)
+
     def _openai_responses(self, body: dict[str, Any], fault: Fault | None) -> None:
         b, input_tokens, output = self._counts(body)
         response_id = f"resp_{uuid.uuid4().hex[:16]}"
@@ -433,10 +469,13 @@ class _Handler(BaseHTTPRequestHandler):
 
         def response(status: str, text: str, with_usage: bool) -> dict[str, Any]:
             content = [{"type": "output_text", "text": text, "annotations": []}] if text else []
+            searches = [{"type": "web_search_call", "id": f"ws_{i}", "status": "completed",
+                         "action": {"type": "search", "query": "q"}} for i in range(b.web_searches)]
+            message = {"type": "message", "id": message_id, "status": "completed", "role": "assistant",
+                       "content": content}
             return {
                 "id": response_id, "object": "response", "created_at": int(time.time()), "model": body.get("model"),
-                "status": status, "output": [{"type": "message", "id": message_id, "status": "completed",
-                                              "role": "assistant", "content": content}] if text else [],
+                "status": status, "output": [*searches, message] if text else [],
                 "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
                 "service_tier": b.service_tier or body.get("service_tier") or "default",
                 "usage": usage if with_usage else None,
@@ -491,9 +530,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _anthropic_message(self, body: dict[str, Any], model: str) -> dict[str, Any]:
         b, input_tokens, output = self._counts({**body, "model": model})
+        usage = self._anthropic_usage(b, input_tokens, output)
+        if b.compaction_steps:
+            steps = [{"type": "compaction" if i < len(b.compaction_steps) - 1 else "message", "input_tokens": inp,
+                      "output_tokens": out, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+                     for i, (inp, out) in enumerate(b.compaction_steps)]
+            usage = {**usage, "input_tokens": steps[-1]["input_tokens"], "output_tokens": steps[-1]["output_tokens"],
+                     "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0, "iterations": steps}
         return {"id": f"msg_{uuid.uuid4().hex[:16]}", "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": b.text}], "stop_reason": "end_turn",
-                "stop_sequence": None, "usage": self._anthropic_usage(b, input_tokens, output)}
+                "stop_sequence": None, "usage": usage}
 
     def _anthropic_events(self, message: dict[str, Any], b: ModelBehaviour) -> Iterator[tuple[str, Any]]:
         usage = message["usage"]
@@ -509,6 +555,10 @@ class _Handler(BaseHTTPRequestHandler):
         # message_delta usage is cumulative: it repeats the input counts, and output is the final total
         delta_usage = {k: usage[k] for k in ("input_tokens", "cache_read_input_tokens",
                                               "cache_creation_input_tokens", "output_tokens")}
+        if b.output_only_delta:
+            delta_usage = {"output_tokens": usage["output_tokens"]}
+        if "iterations" in usage:
+            delta_usage["iterations"] = usage["iterations"]
         yield "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
                                                                    "stop_sequence": None}, "usage": delta_usage}
         yield "message_stop", {"type": "message_stop"}
@@ -581,6 +631,8 @@ class _Handler(BaseHTTPRequestHandler):
             usage["thoughtsTokenCount"] = thoughts
         if b.cache_read_tokens:
             usage["cachedContentTokenCount"] = b.cache_read_tokens
+        if b.traffic_type:
+            usage["trafficType"] = b.traffic_type
 
         call = _gemini_function_to_call(body)
 

@@ -1,0 +1,98 @@
+"""Billed operations that were underpriced: OpenAI web-search tool calls, Anthropic server-side
+compaction, Anthropic streams whose message_delta leaves fields out, and Vertex Flex PayGo.
+
+Prices (read 2026-11-25): gpt-4o $2.50 / $10 per 1M tokens, web search $10 per 1k calls
+(openai.com/api/pricing); Claude Sonnet 4.5 $3 / $15 (anthropic.com/pricing); Gemini 2.5 Flash $0.30 /
+$2.50, Flex PayGo half (cloud.google.com/vertex-ai/generative-ai/pricing).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from conftest import cost_of, only_span, our_spans
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+GPT_4O = Decimal("0.0025") + Decimal("0.001")  # 1,000 in + 100 out
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_responses_web_search_calls_are_billed_per_call(instrumented, openai_client, fake, span_exporter, stream):
+    fake.set_model("gpt-4o", input_tokens=1_000, output_tokens=100, web_searches=2)
+    kwargs = {"model": "gpt-4o", "input": "What happened today?", "tools": [{"type": "web_search"}]}
+    if stream:
+        for _ in openai_client.responses.create(stream=True, **kwargs):
+            pass
+    else:
+        openai_client.responses.create(**kwargs)
+    assert cost_of(only_span(span_exporter)) == GPT_4O + 2 * Decimal("0.01")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_compacting_call_is_priced_for_every_step(instrumented, anthropic_client, fake, span_exporter, stream):
+    """Before: only the last step was priced ($0.018 here instead of $0.228)."""
+    fake.set_model("claude-sonnet-4-5", compaction_steps=[(60_000, 2_000), (5_000, 200)])
+    if stream:
+        with anthropic_client.messages.stream(model="claude-sonnet-4-5", max_tokens=2_000, messages=MESSAGES) as s:
+            s.get_final_message()
+    else:
+        anthropic_client.messages.create(model="claude-sonnet-4-5", max_tokens=2_000, messages=MESSAGES)
+    span = only_span(span_exporter)
+    assert cost_of(span) == 65_000 * Decimal(3) / 10**6 + 2_200 * Decimal(15) / 10**6
+    assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == (65_000,
+                                                                                                           2_200)
+
+
+def test_a_message_delta_without_input_counts_keeps_message_starts(instrumented, anthropic_client, fake,
+                                                                   span_exporter):
+    fake.set_model("claude-sonnet-4-5", input_tokens=10_000, cache_read_tokens=4_000, output_tokens=1_000,
+                   output_only_delta=True)
+    for _ in anthropic_client.messages.create(model="claude-sonnet-4-5", max_tokens=1_000, messages=MESSAGES,
+                                              stream=True):
+        pass
+    span = only_span(span_exporter)
+    # 6,000 uncached x $3 + 4,000 cache reads x $0.30 + 1,000 out x $15
+    assert cost_of(span) == Decimal("0.018") + Decimal("0.0012") + Decimal("0.015")
+    assert "llm_cost.usage.incomplete" not in span.attributes
+
+
+def test_vertex_flex_paygo_is_billed_at_half_the_standard_rate(instrumented, fake, span_exporter):
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key="offline-key", http_options=types.HttpOptions(base_url=fake.gemini_url))
+    fake.set_model("gemini-2.5-flash", input_tokens=100_000, output_tokens=10_000)
+    client.models.generate_content(model="gemini-2.5-flash", contents="Hi")
+    fake.set_model("gemini-2.5-flash", input_tokens=100_000, output_tokens=10_000, traffic_type="ON_DEMAND_FLEX")
+    client.models.generate_content(model="gemini-2.5-flash", contents="Hi")
+    standard, flex = our_spans(span_exporter)
+    assert cost_of(standard) == Decimal("0.03") + Decimal("0.025")
+    assert cost_of(flex) == cost_of(standard) / 2
+    assert flex.attributes["llm_cost.response.service_tier"] == "flex"
+
+
+INSTRUCT = 1_000 * Decimal("1.5") / 10**6 + 100 * Decimal(2) / 10**6  # gpt-3.5-turbo-instruct $1.50 / $2.00
+
+
+def test_legacy_completions_plain_streamed_and_async(tracer_provider, settings, openai_client, async_openai_client,
+                                                     fake, span_exporter):
+    import asyncio
+
+    from otel_llm_cost.instrumentation import instrument, uninstrument
+
+    fake.set_model("gpt-3.5-turbo-instruct", input_tokens=1_000, output_tokens=100)
+    bare = [c.model_dump_json(exclude={"id", "created"}) for c in openai_client.completions.create(
+        model="gpt-3.5-turbo-instruct", prompt="Say hi", stream=True)]
+    instrument(tracer_provider=tracer_provider)
+    try:
+        assert openai_client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi").usage.total_tokens
+        chunks = [c.model_dump_json(exclude={"id", "created"}) for c in openai_client.completions.create(
+            model="gpt-3.5-turbo-instruct", prompt="Say hi", stream=True)]
+        asyncio.run(async_openai_client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say hi"))
+    finally:
+        uninstrument()
+    assert chunks == bare  # the usage chunk we asked for is hidden
+    spans = our_spans(span_exporter)
+    assert [s.attributes["gen_ai.operation.name"] for s in spans] == ["text_completion"] * 3
+    assert [cost_of(s) for s in spans] == [INSTRUCT] * 3
