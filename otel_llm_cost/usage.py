@@ -53,6 +53,7 @@ __all__ = [
     "usage_from_mistral_chat",
     "usage_from_ollama",
     "usage_from_litellm",
+    "usage_from_cohere_embed",
     "usage_from_api",
     "USAGE_PARSERS",
 ]
@@ -333,6 +334,12 @@ def usage_from_mistral_chat(read: _Reader, usage: Any) -> Usage:
         cache_read_tokens=read.count(usage, "prompt_tokens_details", "cached_tokens"),
         output_tokens=read.count(usage, "completion_tokens", required=True),
     )
+
+
+@_parser
+def usage_from_cohere_embed(read: _Reader, meta: Any) -> Usage:
+    """Cohere v2 embed `meta`: the billed input tokens (an embedding writes none)."""
+    return read.build(input_tokens=read.count(meta, "billed_units", "input_tokens", required=True))
 
 
 @_parser

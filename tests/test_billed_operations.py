@@ -96,3 +96,30 @@ def test_legacy_completions_plain_streamed_and_async(tracer_provider, settings, 
     spans = our_spans(span_exporter)
     assert [s.attributes["gen_ai.operation.name"] for s in spans] == ["text_completion"] * 3
     assert [cost_of(s) for s in spans] == [INSTRUCT] * 3
+
+
+def test_mistral_and_cohere_embeddings_are_priced_sync_and_async(instrumented, fake, span_exporter):
+    """mistral-embed $0.10 per 1M input tokens (mistral.ai/pricing); Cohere Embed v4 $0.12 per 1M text
+    tokens, billed from `meta.billed_units` (cohere.com/pricing); both read 2026-11-25."""
+    import asyncio
+
+    import cohere
+    from mistralai.client import Mistral
+
+    fake.set_model("mistral-embed", input_tokens=500_000)
+    fake.set_model("embed-v4.0", input_tokens=250_000)
+    mistral = Mistral(api_key="k", server_url=fake.url)
+    mistral.embeddings.create(model="mistral-embed", inputs=["a", "b"])
+    co = cohere.ClientV2(api_key="k", base_url=fake.url)
+    co.embed(model="embed-v4.0", texts=["a"], input_type="search_document", embedding_types=["float"])
+
+    async def both() -> None:
+        await mistral.embeddings.create_async(model="mistral-embed", inputs=["a"])
+        await cohere.AsyncClientV2(api_key="k", base_url=fake.url).embed(
+            model="embed-v4.0", texts=["a"], input_type="search_document", embedding_types=["float"])
+
+    asyncio.run(both())
+    spans = our_spans(span_exporter)
+    assert [(s.attributes["gen_ai.provider.name"], s.attributes["gen_ai.operation.name"]) for s in spans] == [
+        ("mistral_ai", "embeddings"), ("cohere", "embeddings")] * 2
+    assert [cost_of(s) for s in spans] == [Decimal("0.05"), Decimal("0.03")] * 2

@@ -14,7 +14,7 @@ from typing import Any
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, given_str, text
-from otel_llm_cost.usage import usage_from_cohere_chat
+from otel_llm_cost.usage import usage_from_cohere_chat, usage_from_cohere_embed
 
 __all__ = ["CohereInstrumentor"]
 
@@ -61,8 +61,23 @@ CHAT_STREAM = Endpoint(streaming(_read_request), _read_response, _EVENTS)
 _MODULE = "cohere.v2.client"
 
 
+def _read_embed_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    texts = kwargs.get("texts") or kwargs.get("inputs")
+    return Request(operation="embeddings", provider="cohere", api="cohere.embed", model=given_str(kwargs.get("model")),
+                   kwargs=kwargs, max_tokens=0, prompt=texts if isinstance(texts, (str, list)) else None)
+
+
+def _read_embed_response(response: Any) -> Outcome:
+    meta = field(response, "meta")
+    return Outcome(usage=usage_from_cohere_embed(meta) if field(meta, "billed_units") is not None else None,
+                   response_id=text(response, "id"))
+
+
+EMBED = Endpoint(_read_embed_request, _read_embed_response)
+
+
 class CohereInstrumentor(LLMInstrumentor):
-    """Cost spans for the `cohere` SDK's v2 chat (`ClientV2`, and `Client().v2`)."""
+    """Cost spans for the `cohere` SDK's v2 chat and embed (`ClientV2`, and `Client().v2`)."""
 
     dependencies = ("cohere >= 5.0",)
     targets = (
@@ -71,4 +86,6 @@ class CohereInstrumentor(LLMInstrumentor):
         Target(_MODULE, "V2Client.chat_stream", CHAT_STREAM),
         # an async generator function: calling it sends nothing and returns the stream at once
         Target(_MODULE, "AsyncV2Client.chat_stream", CHAT_STREAM),
+        Target(_MODULE, "V2Client.embed", EMBED),
+        Target(_MODULE, "AsyncV2Client.embed", EMBED, is_async=True),
     )

@@ -48,7 +48,15 @@ _CHUNKS = UsageChunks(
     finish_reasons=choice_finish_reasons,
     chunk_of=lambda event: field(event, "data"),
 )
+def _read_embeddings_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    inputs = kwargs.get("inputs")
+    return Request(operation="embeddings", provider="mistral_ai", api="mistral.chat",
+                   model=given_str(kwargs.get("model")), kwargs=kwargs, max_tokens=0,
+                   prompt=inputs if isinstance(inputs, (str, list)) else None)
+
+
 COMPLETE = Endpoint(_read_request, _read_response)
+EMBEDDINGS = Endpoint(_read_embeddings_request, _read_response)
 STREAM = Endpoint(streaming(_read_request), _read_response, _CHUNKS)
 
 _MODULE = "mistralai.client.chat"
@@ -63,4 +71,6 @@ class MistralInstrumentor(LLMInstrumentor):
         Target(_MODULE, "Chat.complete_async", COMPLETE, is_async=True),
         Target(_MODULE, "Chat.stream", STREAM),
         Target(_MODULE, "Chat.stream_async", STREAM, is_async=True),
+        Target("mistralai.client.embeddings", "Embeddings.create", EMBEDDINGS),
+        Target("mistralai.client.embeddings", "Embeddings.create_async", EMBEDDINGS, is_async=True),
     )

@@ -344,6 +344,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._anthropic_messages(body, fault)
         if path.endswith("/v2/chat"):
             return self._cohere_chat(body, fault)
+        if path.endswith("/v2/embed"):
+            return self._cohere_embed(body)
         if path in ("/api/chat", "/api/generate", "/api/embed"):
             return self._ollama(path.rsplit("/", 1)[1], body, fault)
         vertex_claude = re.match(r".*/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$", path)
@@ -500,13 +502,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_sse(events(), fault)
 
     def _openai_embeddings(self, body: dict[str, Any]) -> None:
+        """OpenAI embeddings; also Mistral's (same path, `inputs` not `input`, and an `id`)."""
         _, input_tokens, _ = self._counts(body)
-        inputs = body.get("input")
+        inputs = body.get("input", body.get("inputs"))
         count = len(inputs) if isinstance(inputs, list) else 1
-        self._send_json(200, {
+        payload: dict[str, Any] = {
             "object": "list", "model": body.get("model"),
             "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(count)],
             "usage": {"prompt_tokens": input_tokens, "total_tokens": input_tokens},
+        }
+        if "mistral" in (self.headers.get("User-Agent") or "").lower():
+            payload["id"] = f"embd-{uuid.uuid4().hex[:16]}"
+        self._send_json(200, payload)
+
+    def _cohere_embed(self, body: dict[str, Any]) -> None:
+        """Cohere v2 embed: embeddings by type; what is billed is `meta.billed_units.input_tokens`."""
+        _, input_tokens, _ = self._counts({**body, "messages": body.get("texts")})
+        texts = body.get("texts") or []
+        vectors = [[0.1, 0.2, 0.3] for _ in texts]
+        self._send_json(200, {
+            "id": str(uuid.uuid4()), "texts": texts, "response_type": "embeddings_by_type",
+            "embeddings": {kind: vectors for kind in body.get("embedding_types") or ["float"]},
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": input_tokens}},
         })
 
     # --- Anthropic ---
