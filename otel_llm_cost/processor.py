@@ -169,7 +169,12 @@ class CostSpanProcessor(SpanProcessor):
             self._ours_ended.add(span_id)
             if span.parent is not None:
                 self._has_counted_child.add(span.parent.span_id)
-        record = take_exact_record(span_id) or _record_from_attributes(span.attributes, self.price_book, ours=True)
+        record = take_exact_record(span_id)
+        if record is None:
+            attributes = span.attributes
+            if not attributes or attr.GEN_AI_OPERATION_NAME not in attributes:
+                return  # one of ours that is not a call: a batch_results span
+            record = _record_from_attributes(attributes, self.price_book, ours=True)
         if record is None:
             return
         if record.outcome != "blocked":

@@ -123,3 +123,104 @@ def test_mistral_and_cohere_embeddings_are_priced_sync_and_async(instrumented, f
     assert [(s.attributes["gen_ai.provider.name"], s.attributes["gen_ai.operation.name"]) for s in spans] == [
         ("mistral_ai", "embeddings"), ("cohere", "embeddings")] * 2
     assert [cost_of(s) for s in spans] == [Decimal("0.05"), Decimal("0.03")] * 2
+
+
+def test_openai_batch_results_are_priced_at_the_batch_rate_once(instrumented, openai_client, fake, span_exporter):
+    """gpt-4o through the Batch API: half of $2.50 / $10 (openai.com/api/pricing, 2026-11-25)."""
+    output_file = fake.add_openai_batch("batch_abc", [("r1", "gpt-4o", 1_000, 100, 200),
+                                                       ("r2", "gpt-4o", 2_000, 200, 200),
+                                                       ("r3", "gpt-4o", 500, 0, 400)])
+    assert openai_client.batches.retrieve("batch_abc").output_file_id == output_file
+    first = openai_client.files.content(output_file)
+    assert first.content.count(b"custom_id") == 3  # the app's bytes, untouched
+    openai_client.files.content(output_file)  # read again: counted once
+    spans = our_spans(span_exporter)
+    results = [s for s in spans if s.name == "chat gpt-4o"]
+    assert [cost_of(s) for s in results] == [GPT_4O / 2, GPT_4O]  # r3 answered 400: not billed
+    assert all(s.attributes["llm_cost.batch"] is True for s in results)
+    batch_span = next(s for s in span_exporter.get_finished_spans() if s.name == "batch_results batch_abc")
+    assert {s.parent.span_id for s in results} == {batch_span.context.span_id}
+
+
+def test_anthropic_message_batch_results_priced_as_read_sync_and_async(instrumented, anthropic_client,
+                                                                       async_anthropic_client, fake, span_exporter):
+    """Claude Sonnet 4.5 in Message Batches: half of $3 / $15 (anthropic.com/pricing, 2026-11-25)."""
+    import asyncio
+
+    fake.add_anthropic_batch("msgbatch_1", [("a", "claude-sonnet-4-5", 10_000, 1_000, True),
+                                            ("b", "claude-sonnet-4-5", 10_000, 1_000, False)])
+    fake.add_anthropic_batch("msgbatch_2", [("c", "claude-sonnet-4-5", 10_000, 1_000, True)])
+    assert [r.custom_id for r in anthropic_client.messages.batches.results("msgbatch_1")] == ["a", "b"]
+
+    async def read() -> list[str]:
+        return [r.custom_id async for r in await async_anthropic_client.messages.batches.results("msgbatch_2")]
+
+    assert asyncio.run(read()) == ["c"]
+    results = [s for s in our_spans(span_exporter) if s.name == "chat claude-sonnet-4-5"]
+    assert [cost_of(s) for s in results] == [Decimal("0.0225")] * 2  # ($0.03 + $0.015) / 2; 'b' errored
+    assert {s.name for s in span_exporter.get_finished_spans()} >= {"batch_results msgbatch_1",
+                                                                    "batch_results msgbatch_2"}
+
+
+def test_batch_results_reach_the_budget_the_ledger_and_their_span(tmp_path, settings, tracer_provider, fake,
+                                                                  span_exporter):
+    import openai
+
+    import otel_llm_cost as llm_cost
+    from otel_llm_cost import _setup
+    from otel_llm_cost.instrumentation import uninstrument
+
+    _setup.reset_for_tests()
+    try:
+        llm_cost.configure(tracer_provider=tracer_provider, ledger=f"sqlite:///{tmp_path / 'u.db'}")
+        llm_cost.set_budget(1, name="month")
+        fake.add_openai_batch("batch_l", [("r1", "gpt-4o", 1_000, 100, 200)])
+        client = openai.OpenAI(base_url=fake.openai_url, api_key="k")
+        client.files.content(client.batches.retrieve("batch_l").output_file_id)
+        assert llm_cost.budget_remaining("month").spent == GPT_4O / 2
+        rows = list(llm_cost.usage_report(by="model").groups)
+        assert rows[0][1].cost == GPT_4O / 2
+        from otel_llm_cost.ledger.report import export_rows
+
+        assert [(r.batch, r.cost_usd) for r in export_rows()] == [(True, GPT_4O / 2)]
+        batch_span = next(s for s in span_exporter.get_finished_spans() if s.name == "batch_results batch_l")
+        assert Decimal(repr(batch_span.attributes["llm_cost.rollup.cost"])) == GPT_4O / 2  # the sum, on its span
+    finally:
+        uninstrument()
+        _setup.reset_for_tests()
+
+
+def test_creating_a_batch_that_would_pass_a_budget_is_refused_before_sending(guard, openai_client, anthropic_client,
+                                                                            fake, tmp_path):
+    """The worst case of every request, at the batch rate: 100 gpt-4o requests of up to 1,000 output
+    tokens cost at most about 100 x (1,000 x $5 / 1M) = $0.50 in a batch."""
+    import json
+
+    import otel_llm_cost as llm_cost
+    from otel_llm_cost.budget import Budget
+
+    guard.set(Budget.create("0.25", name="nightly"))
+    lines = [json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                         "body": {"model": "gpt-4o", "max_tokens": 1_000,
+                                  "messages": [{"role": "user", "content": "Summarise."}]}}) for i in range(100)]
+    path = tmp_path / "batch.jsonl"
+    path.write_text("\n".join(lines))
+    uploaded = openai_client.files.create(file=path, purpose="batch")
+    with pytest.raises(llm_cost.BudgetExceededError, match="'nightly'"):
+        openai_client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                     completion_window="24h")
+    assert fake.request_count("/v1/batches") == 0
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(lines[:10]))
+    openai_client.batches.create(input_file_id=openai_client.files.create(file=small, purpose="batch").id,
+                                 endpoint="/v1/chat/completions", completion_window="24h")
+    assert fake.request_count("/v1/batches") == 1
+
+    requests = [{"custom_id": f"a{i}", "params": {"model": "claude-sonnet-4-5", "max_tokens": 4_000,
+                                                  "messages": [{"role": "user", "content": "Hi"}]}}
+                for i in range(20)]  # 20 x 4,000 x $7.50 / 1M = $0.60 at most
+    with pytest.raises(llm_cost.BudgetExceededError):
+        anthropic_client.messages.batches.create(requests=requests)
+    anthropic_client.messages.batches.create(requests=requests[:2])
+    assert fake.request_count("/v1/messages/batches") == 1
+    assert guard.status("nightly").spent == 0  # nothing held: results are charged as they are read

@@ -154,6 +154,27 @@ class BudgetGuard:
         outcome = "warned" if self._warned(applicable, claims) else "allowed"
         call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: outcome})
 
+    def admit(self, amount: Decimal, session: SessionContext | None, what: str) -> None:
+        """Refuse work whose worst case `amount` would pass a budget (a provider batch being created):
+        raises `BudgetExceededError` before it is sent. Nothing stays held: its results are charged as
+        they are read."""
+        applicable = [(b, key) for b in self._budgets.values() if (key := budget_key(b, session)) is not None]
+        if not applicable or not amount:
+            return
+        now = self.clock()
+        claims = [Claim(b.name, key, window_id(b.window, now), amount, b.limit if b.on_exceed == "raise" else None)
+                  for b, key in applicable]
+        try:
+            result = self.store.reserve(claims)
+        except StoreUnavailable as error:
+            budget = applicable[0][0]
+            raise BudgetStoreUnavailableError(budget.name, budget.limit, amount, str(error)) from None
+        if isinstance(result, Refusal):
+            self.blocked[result.claim.budget] += 1
+            raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO,
+                                      result.spent + result.reserved, amount, key=result.claim.key or None)
+        self.store.settle(result, ZERO)
+
     def _warned(self, applicable: list[tuple[Budget, str]], claims: list[Claim]) -> bool:
         warned = False
         for (budget, key), claim in zip(applicable, claims):

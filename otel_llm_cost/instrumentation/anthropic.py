@@ -26,6 +26,14 @@ from otel_llm_cost.instrumentation._call import (
     run_sync,
     streaming,
 )
+from otel_llm_cost.instrumentation._batch import (
+    BatchRecorder,
+    BatchRequest,
+    BatchResult,
+    RecordingIterator,
+    admit_wrapper,
+    results_wrapper,
+)
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import as_dict, field, given, given_int, given_str, text
 from otel_llm_cost.providers import Route, route_for_url
@@ -169,7 +177,37 @@ def _stream_helper_wrapper(is_async: bool) -> Callable[[CallContext], Callable[.
     return factory
 
 
+def _batch_item(item: Any) -> BatchResult | None:
+    """One line of a Message Batch's results: only a `succeeded` request is billed."""
+    result = field(item, "result")
+    if text(result, "type") != "succeeded":
+        return None
+    message = field(result, "message")
+    return BatchResult(str(text(item, "custom_id")), "chat", text(message, "model"), _read_response(message))
+
+
+def _adopt_batch_results(ctx: CallContext, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                         result: Any) -> Any:
+    batch_id = kwargs.get("message_batch_id") or (args[0] if args else "unknown")
+    route, _ = _where(instance)
+    return RecordingIterator(result, BatchRecorder(ctx, route.provider, "anthropic.messages", str(batch_id)),
+                             _batch_item)
+
+
+def _batch_requests(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The requests of `messages.batches.create(requests=[{custom_id, params}, ...])`."""
+    requests = given(kwargs.get("requests"))
+    if not isinstance(requests, (list, tuple)):
+        return None
+    route, _ = _where(instance)
+    return route.provider, [BatchRequest(given_str(field(params, "model")), given(field(params, "messages")),
+                                         given_int(field(params, "max_tokens")), given(field(params, "system")),
+                                         given(field(params, "tools")))
+                            for params in (field(item, "params") for item in requests)]
+
+
 _MODULES = ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")
+_BATCHES_MODULE = "anthropic.resources.messages.batches"
 
 
 class AnthropicInstrumentor(LLMInstrumentor):
@@ -189,5 +227,14 @@ class AnthropicInstrumentor(LLMInstrumentor):
             Target(module, "Messages.stream", wrapper_factory=_stream_helper_wrapper(is_async=False)),
             Target(module, "AsyncMessages.stream", wrapper_factory=_stream_helper_wrapper(is_async=True)),
         )
+    ) + (
+        # Message Batches: each succeeded result priced at the batch rate as the app reads it
+        Target(_BATCHES_MODULE, "Batches.results",
+               wrapper_factory=results_wrapper(_adopt_batch_results, is_async=False)),
+        Target(_BATCHES_MODULE, "AsyncBatches.results",
+               wrapper_factory=results_wrapper(_adopt_batch_results, is_async=True)),
+        # creating a batch whose worst case would pass a budget is refused before it is sent
+        Target(_BATCHES_MODULE, "Batches.create", wrapper_factory=admit_wrapper(_batch_requests, is_async=False)),
+        Target(_BATCHES_MODULE, "AsyncBatches.create", wrapper_factory=admit_wrapper(_batch_requests, is_async=True)),
     )
 

@@ -6,11 +6,20 @@ Knows the OpenAI SDK's request and response shapes and nothing else; the lifecyc
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from otel_llm_cost import _state
+from otel_llm_cost.instrumentation._batch import (
+    BatchRecorder,
+    BatchRequest,
+    BatchResult,
+    admit_wrapper,
+    batch_worst_case,
+    results_wrapper,
+)
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, estimated_usage
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import (
@@ -296,6 +305,106 @@ def _read_embeddings_response(response: Any) -> Outcome:
 
 EMBEDDINGS = Endpoint(_read_embeddings_request, _read_embeddings_response)
 
+# --- Batch API: results priced at the batch rate when the app reads the output file ---
+
+_BATCH_OF_FILE: dict[str, str] = {}
+"""Output file id -> batch id, learned when the app retrieves a batch (bounded)."""
+
+
+def _remember_batch(ctx: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], batch: Any) -> Any:
+    output, batch_id = text(batch, "output_file_id"), text(batch, "id")
+    if output and batch_id:
+        if len(_BATCH_OF_FILE) >= 10_000:
+            _BATCH_OF_FILE.pop(next(iter(_BATCH_OF_FILE)))
+        _BATCH_OF_FILE[output] = batch_id
+    return batch
+
+
+def _batch_line(line: Any) -> BatchResult | None:
+    """One line of a batch output file: a 2xx response body is billed, at the batch rate."""
+    response = field(line, "response")
+    status, body = field(response, "status_code"), field(response, "body")
+    if not isinstance(body, dict) or type(status) is not int or status >= 400:
+        return None
+    kind = body.get("object")
+    if kind == "chat.completion":
+        outcome, operation = read_chat_response(body), "chat"
+    elif kind == "response":
+        outcome, operation = _read_responses_response(body), "chat"
+    elif kind == "list":
+        outcome, operation = _read_embeddings_response(body), "embeddings"
+    else:
+        return None
+    return BatchResult(str(field(line, "custom_id")), operation, text(body, "model"), outcome)
+
+
+_BATCH_INPUT_COST: dict[str, tuple[str, Any]] = {}
+"""Uploaded batch input file id -> (provider, worst case), to check at `batches.create` (bounded)."""
+
+
+def _upload_bytes(upload: Any) -> bytes | None:
+    """The bytes of an upload given as bytes, a (name, bytes, ...) tuple or a path. A file object is
+    never read here: that would consume the app's stream before the SDK sends it."""
+    import os
+
+    if isinstance(upload, tuple) and len(upload) >= 2:
+        upload = upload[1]
+    if isinstance(upload, (bytes, bytearray)):
+        return bytes(upload)
+    if isinstance(upload, os.PathLike):
+        try:
+            with open(upload, "rb") as handle:
+                return handle.read()
+        except OSError:
+            return None
+    return None
+
+
+def _batch_input_requests(raw: bytes) -> list[BatchRequest]:
+    requests = []
+    for line in raw.splitlines():
+        if line.strip():
+            body = field(json.loads(line), "body")
+            requests.append(BatchRequest(given_str(field(body, "model")),
+                                         given(field(body, "messages")) or given(field(body, "input")),
+                                         given_int(field(body, "max_completion_tokens"), field(body, "max_tokens"),
+                                                   field(body, "max_output_tokens")),
+                                         given(field(body, "instructions")), given(field(body, "tools"))))
+    return requests
+
+
+def _adopt_batch_upload(ctx: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], uploaded: Any) -> Any:
+    file_id = text(uploaded, "id")
+    if kwargs.get("purpose") != "batch" or not file_id:
+        return uploaded
+    raw = _upload_bytes(kwargs.get("file"))
+    if raw is not None:
+        if len(_BATCH_INPUT_COST) >= 10_000:
+            _BATCH_INPUT_COST.pop(next(iter(_BATCH_INPUT_COST)))
+        provider = _route(instance).provider
+        _BATCH_INPUT_COST[file_id] = (provider, batch_worst_case(ctx, provider, _batch_input_requests(raw)))
+    return uploaded
+
+
+def _batch_create_cost(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return _BATCH_INPUT_COST.get(str(kwargs.get("input_file_id")))
+
+
+def _adopt_file_content(ctx: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], content: Any) -> Any:
+    """The app reads a file; when it is a batch's output, its results are priced (the bytes are the
+    SDK's, already read: nothing more is fetched, and the app gets the very same object)."""
+    raw = getattr(content, "content", None)
+    if not isinstance(raw, bytes) or b'"custom_id"' not in raw[:4096]:
+        return content
+    lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    if not lines or "response" not in lines[0]:
+        return content  # a batch input file: requests, not results
+    file_id = str(kwargs.get("file_id") or (args[0] if args else "unknown"))
+    recorder = BatchRecorder(ctx, _route(instance).provider, "openai.chat", _BATCH_OF_FILE.get(file_id, file_id))
+    recorder.add_all(result for result in map(_batch_line, lines) if result is not None)
+    return content
+
+
 _CHAT_MODULE = "openai.resources.chat.completions.completions"
 _RESPONSES_MODULE = "openai.resources.responses.responses"
 _EMBEDDINGS_MODULE = "openai.resources.embeddings"
@@ -320,4 +429,12 @@ class OpenAIInstrumentor(LLMInstrumentor):
         Target(_COMPLETIONS_MODULE, "AsyncCompletions.create", COMPLETIONS, is_async=True),
         Target(_EMBEDDINGS_MODULE, "Embeddings.create", EMBEDDINGS),
         Target(_EMBEDDINGS_MODULE, "AsyncEmbeddings.create", EMBEDDINGS, is_async=True),
+        # the Batch API: price results when the output file is read; check budgets when a batch is created
+        *(Target(f"openai.resources.{module}", f"{prefix}{cls}.{method}", wrapper_factory=make(handler, is_async=a))
+          for module, cls, method, make, handler in (
+              ("files", "Files", "content", results_wrapper, _adopt_file_content),
+              ("files", "Files", "create", results_wrapper, _adopt_batch_upload),
+              ("batches", "Batches", "create", admit_wrapper, _batch_create_cost),
+              ("batches", "Batches", "retrieve", results_wrapper, _remember_batch))
+          for prefix, a in (("", False), ("Async", True))),
     )

@@ -99,6 +99,8 @@ class _State:
     delay: float = 0.0
     keep_bodies: bool = True
     reject_stream_options: bool = False
+    downloads: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    """GET path -> (body, content type): batch objects, batch output files, Message Batch results."""
 
 
 class _CutStream(Exception):
@@ -173,6 +175,54 @@ class FakeProvider:
     def set_delay(self, seconds: float) -> None:
         self._state.delay = seconds
 
+    def add_openai_batch(self, batch_id: str, results: list[tuple[str, str, int, int, int]]) -> str:
+        """A completed OpenAI batch of chat completions: (custom_id, model, input, output, status) each.
+        Serves `/v1/batches/{id}` and its output file's `/v1/files/{id}/content`; returns the file id."""
+        file_id = f"file-{batch_id}-out"
+        lines = []
+        for custom_id, model, input_tokens, output, status in results:
+            body = {"id": f"chatcmpl-{custom_id}", "object": "chat.completion", "created": 1, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": input_tokens, "completion_tokens": output,
+                              "total_tokens": input_tokens + output}} if status < 400 else \
+                {"error": {"message": "bad request", "type": "invalid_request_error"}}
+            lines.append({"id": f"batch_req_{custom_id}", "custom_id": custom_id, "error": None,
+                          "response": {"status_code": status, "request_id": f"req_{custom_id}", "body": body}})
+        batch = {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "input_file_id": "file-in",
+                 "completion_window": "24h", "status": "completed", "output_file_id": file_id, "created_at": 1,
+                 "request_counts": {"total": len(results), "completed": len(results), "failed": 0}}
+        with self._state.lock:
+            self._state.downloads[f"/v1/batches/{batch_id}"] = (json.dumps(batch).encode(), "application/json")
+            self._state.downloads[f"/v1/files/{file_id}/content"] = (
+                b"".join(json.dumps(line).encode() + b"\n" for line in lines), "application/octet-stream")
+        return file_id
+
+    def add_anthropic_batch(self, batch_id: str, results: list[tuple[str, str, int, int, bool]]) -> None:
+        """An ended Message Batch: (custom_id, model, input, output, succeeded) each; serves the batch and
+        its `results_url` (JSONL)."""
+        lines = []
+        for custom_id, model, input_tokens, output, succeeded in results:
+            message = {"id": f"msg_{custom_id}", "type": "message", "role": "assistant", "model": model,
+                       "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                       "stop_sequence": None, "usage": {"input_tokens": input_tokens, "output_tokens": output,
+                                                        "cache_read_input_tokens": 0,
+                                                        "cache_creation_input_tokens": 0}}
+            result = {"type": "succeeded", "message": message} if succeeded else \
+                {"type": "errored", "error": {"type": "error", "error": {"type": "api_error", "message": "x"}}}
+            lines.append({"custom_id": custom_id, "result": result})
+        base = f"/v1/messages/batches/{batch_id}"
+        batch = {"id": batch_id, "type": "message_batch", "processing_status": "ended",
+                 "request_counts": {"processing": 0, "succeeded": len(results), "errored": 0, "canceled": 0,
+                                    "expired": 0},
+                 "created_at": "2026-11-25T10:00:00Z", "expires_at": "2026-11-26T10:00:00Z",
+                 "ended_at": "2026-11-25T11:00:00Z", "archived_at": None, "cancel_initiated_at": None,
+                 "results_url": f"{self.url}{base}/results"}
+        with self._state.lock:
+            self._state.downloads[base] = (json.dumps(batch).encode(), "application/json")
+            self._state.downloads[f"{base}/results"] = (
+                b"".join(json.dumps(line).encode() + b"\n" for line in lines), "application/binary")
+
     def reject_stream_options(self, reject: bool = True) -> None:
         """Answer 400 to any request carrying `stream_options`, as older Azure API versions and some
         OpenAI-compatible servers do."""
@@ -199,6 +249,7 @@ class FakeProvider:
             self._state.behaviours.clear()
             self._state.delay = 0.0
             self._state.reject_stream_options = False
+            self._state.downloads.clear()
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -215,6 +266,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # --- plumbing ---
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        with self.state.lock:
+            self.state.requests[path] += 1
+            found = self.state.downloads.get(path)
+        if found is None:
+            return self._send_json(404, {"error": {"message": f"no route for GET {path}", "type": "not_found"}})
+        self._send_bytes(200, found[0], found[1])
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
@@ -334,6 +394,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, body: dict[str, Any], fault: Fault | None) -> None:
         if path.endswith("/chat/completions"):
             return self._openai_chat(body, fault)
+        if path.endswith("/v1/batches") or path.endswith("/v1/messages/batches"):
+            return self._create_batch(path, body)
+        if path.endswith("/v1/files"):  # a multipart upload; the fake keeps no content
+            return self._send_json(200, {"id": f"file-{uuid.uuid4().hex[:12]}", "object": "file", "bytes": 1,
+                                         "created_at": int(time.time()), "filename": "batch.jsonl",
+                                         "purpose": "batch", "status": "processed"})
         if path.endswith("/v1/completions"):
             return self._openai_completions(body, fault)
         if path.endswith("/responses"):
@@ -432,6 +498,20 @@ class _Handler(BaseHTTPRequestHandler):
             yield None, "[DONE]"
 
         self._send_sse(events(), fault)
+
+    def _create_batch(self, path: str, body: dict[str, Any]) -> None:
+        """OpenAI `POST /v1/batches` and Anthropic `POST /v1/messages/batches`: a batch, in progress."""
+        batch_id = f"batch_{uuid.uuid4().hex[:12]}"
+        if "messages" in path:
+            return self._send_json(200, {
+                "id": f"msg{batch_id}", "type": "message_batch", "processing_status": "in_progress",
+                "request_counts": {"processing": len(body.get("requests") or []), "succeeded": 0, "errored": 0,
+                                   "canceled": 0, "expired": 0},
+                "created_at": "2026-11-25T10:00:00Z", "expires_at": "2026-11-26T10:00:00Z", "ended_at": None,
+                "archived_at": None, "cancel_initiated_at": None, "results_url": None})
+        self._send_json(200, {"id": batch_id, "object": "batch", "endpoint": body.get("endpoint"),
+                              "input_file_id": body.get("input_file_id"), "completion_window": "24h",
+                              "status": "validating", "created_at": int(time.time())})
 
     def _openai_completions(self, body: dict[str, Any], fault: Fault | None) -> None:
         """The legacy Completions API: `choices[].text`; with `stream_options.include_usage`, a last chunk
