@@ -54,6 +54,7 @@ __all__ = [
     "usage_from_ollama",
     "usage_from_litellm",
     "usage_from_cohere_embed",
+    "usage_from_openai_tokens",
     "usage_from_api",
     "USAGE_PARSERS",
 ]
@@ -333,6 +334,17 @@ def usage_from_mistral_chat(read: _Reader, usage: Any) -> Usage:
         input_tokens=read.count(usage, "prompt_tokens", required=True),
         cache_read_tokens=read.count(usage, "prompt_tokens_details", "cached_tokens"),
         output_tokens=read.count(usage, "completion_tokens", required=True),
+    )
+
+
+@_parser
+def usage_from_openai_tokens(read: _Reader, usage: Any) -> Usage:
+    """OpenAI image generation (gpt-image-1) and token-billed transcription (gpt-4o-transcribe) `usage`:
+    `input_tokens` (audio ones in `input_token_details`) and `output_tokens`."""
+    return read.build(
+        input_tokens=read.count(usage, "input_tokens", required=True),
+        input_audio_tokens=read.count(usage, "input_token_details", "audio_tokens"),
+        output_tokens=read.count(usage, "output_tokens", required=True),
     )
 
 

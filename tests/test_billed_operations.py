@@ -224,3 +224,28 @@ def test_creating_a_batch_that_would_pass_a_budget_is_refused_before_sending(gua
     anthropic_client.messages.batches.create(requests=requests[:2])
     assert fake.request_count("/v1/messages/batches") == 1
     assert guard.status("nightly").spent == 0  # nothing held: results are charged as they are read
+
+
+def test_images_and_transcriptions_billed_in_tokens(instrumented, openai_client, async_openai_client, fake,
+                                                    span_exporter):
+    """gpt-image-1 $5 text input / $40 image output per 1M tokens; gpt-4o-transcribe $6 audio input /
+    $10 output (openai.com/api/pricing, 2026-11-25). dall-e-3 (per image) and whisper-1 (per minute)
+    report no token usage: unknown, never $0."""
+    import asyncio
+    import io
+
+    fake.set_model("gpt-image-1", input_tokens=50, output_tokens=4_160)
+    fake.set_model("gpt-4o-transcribe", input_tokens=1_000, output_tokens=200)
+    openai_client.images.generate(model="gpt-image-1", prompt="A lighthouse at dusk")
+    asyncio.run(async_openai_client.images.generate(model="gpt-image-1", prompt="A lighthouse at dusk"))
+    openai_client.images.generate(model="dall-e-3", prompt="A lighthouse at dusk")
+    audio = ("speech.wav", io.BytesIO(b"RIFF....WAVE"), "audio/wav")
+    assert openai_client.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio).text
+    openai_client.audio.transcriptions.create(model="whisper-1", file=("s.wav", io.BytesIO(b"RIFF"), "audio/wav"))
+    image, image_async, dalle, transcribe, whisper = our_spans(span_exporter)
+    assert cost_of(image) == cost_of(image_async) == 50 * Decimal(5) / 10**6 + 4_160 * Decimal(40) / 10**6
+    assert image.attributes["gen_ai.operation.name"] == "image_generation"
+    assert cost_of(transcribe) == 1_000 * Decimal(6) / 10**6 + 200 * Decimal(10) / 10**6
+    for unknown in (dalle, whisper):
+        assert "gen_ai.usage.cost.amount" not in unknown.attributes
+        assert unknown.attributes["llm_cost.pricing.source"] == "unknown"

@@ -32,7 +32,12 @@ from otel_llm_cost.instrumentation._read import (
     text,
 )
 from otel_llm_cost.providers import Route, reported_cost, route_for_url
-from otel_llm_cost.usage import usage_from_openai_chat, usage_from_openai_embeddings, usage_from_openai_responses
+from otel_llm_cost.usage import (
+    usage_from_openai_chat,
+    usage_from_openai_embeddings,
+    usage_from_openai_responses,
+    usage_from_openai_tokens,
+)
 
 __all__ = ["OpenAIInstrumentor"]
 
@@ -305,6 +310,31 @@ def _read_embeddings_response(response: Any) -> Outcome:
 
 EMBEDDINGS = Endpoint(_read_embeddings_request, _read_embeddings_response)
 
+# --- images (gpt-image-1) and transcriptions (gpt-4o-transcribe): billed in tokens ---
+
+
+def _media_request_reader(operation: str, prompt_key: str) -> Any:
+    def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+        return Request(operation=operation, api="openai.tokens", model=given_str(kwargs.get("model")), kwargs=kwargs,
+                       max_tokens=0 if operation == "transcription" else None,
+                       prompt=given(kwargs.get(prompt_key)), **_route_fields(instance))
+
+    return read
+
+
+def _read_media_response(response: Any) -> Outcome:
+    """A usage in tokens is priced; a transcription billed by duration (whisper-1: `"type": "duration"`)
+    or an image model billed per image (dall-e) has no token usage, so its cost stays unknown, never 0."""
+    usage = field(response, "usage")
+    billed_in_tokens = usage is not None and text(usage, "type") in (None, "tokens")
+    return Outcome(usage=usage_from_openai_tokens(usage) if billed_in_tokens else None,
+                   response_model=text(response, "model"))
+
+
+IMAGES = Endpoint(_media_request_reader("image_generation", "prompt"), _read_media_response)
+TRANSCRIPTIONS = Endpoint(_media_request_reader("transcription", "prompt"), _read_media_response)
+
+
 # --- Batch API: results priced at the batch rate when the app reads the output file ---
 
 _BATCH_OF_FILE: dict[str, str] = {}
@@ -429,6 +459,11 @@ class OpenAIInstrumentor(LLMInstrumentor):
         Target(_COMPLETIONS_MODULE, "AsyncCompletions.create", COMPLETIONS, is_async=True),
         Target(_EMBEDDINGS_MODULE, "Embeddings.create", EMBEDDINGS),
         Target(_EMBEDDINGS_MODULE, "AsyncEmbeddings.create", EMBEDDINGS, is_async=True),
+        *(Target(f"openai.resources.{module}", f"{prefix}{cls}.{method}", endpoint, is_async=a)
+          for module, cls, method, endpoint in (("images", "Images", "generate", IMAGES),
+                                                ("images", "Images", "edit", IMAGES),
+                                                ("audio.transcriptions", "Transcriptions", "create", TRANSCRIPTIONS))
+          for prefix, a in (("", False), ("Async", True))),
         # the Batch API: price results when the output file is read; check budgets when a batch is created
         *(Target(f"openai.resources.{module}", f"{prefix}{cls}.{method}", wrapper_factory=make(handler, is_async=a))
           for module, cls, method, make, handler in (

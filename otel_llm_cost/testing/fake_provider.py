@@ -281,8 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             body = json.loads(raw) if raw else {}
-        except ValueError:
-            body = {}
+        except ValueError:  # a multipart upload: its simple form fields are enough here
+            body = {name.decode(): value.decode(errors="replace") for name, value in
+                    re.findall(rb'name="([^"]+)"\r\n\r\n([^\r]*)\r\n', raw)}
         with self.state.lock:
             self.state.requests[path] += 1
             if self.state.keep_bodies:
@@ -396,6 +397,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._openai_chat(body, fault)
         if path.endswith("/v1/batches") or path.endswith("/v1/messages/batches"):
             return self._create_batch(path, body)
+        if path.endswith(("/images/generations", "/images/edits", "/audio/transcriptions")):
+            return self._openai_media(path, body)
         if path.endswith("/v1/files"):  # a multipart upload; the fake keeps no content
             return self._send_json(200, {"id": f"file-{uuid.uuid4().hex[:12]}", "object": "file", "bytes": 1,
                                          "created_at": int(time.time()), "filename": "batch.jsonl",
@@ -498,6 +501,27 @@ class _Handler(BaseHTTPRequestHandler):
             yield None, "[DONE]"
 
         self._send_sse(events(), fault)
+
+    def _openai_media(self, path: str, body: dict[str, Any]) -> None:
+        """Images (gpt-image-1 bills tokens; dall-e reports no usage) and transcriptions (gpt-4o-transcribe
+        bills tokens; whisper-1 reports the audio's duration)."""
+        b, input_tokens, output = self._counts(body)
+        model = str(body.get("model", ""))
+        if "images" in path:
+            usage = None if model.startswith("dall-e") else {
+                "input_tokens": input_tokens, "output_tokens": output, "total_tokens": input_tokens + output,
+                "input_tokens_details": {"text_tokens": input_tokens, "image_tokens": 0}}
+            payload: dict[str, Any] = {"created": int(time.time()), "data": [{"b64_json": "aGVsbG8="}]}
+            if usage:
+                payload["usage"] = usage
+            return self._send_json(200, payload)
+        if model == "whisper-1":
+            usage = {"type": "duration", "seconds": 42.5}
+        else:
+            usage = {"type": "tokens", "input_tokens": input_tokens, "output_tokens": output,
+                     "total_tokens": input_tokens + output,
+                     "input_token_details": {"audio_tokens": input_tokens, "text_tokens": 0}}
+        self._send_json(200, {"text": b.text, "usage": usage})
 
     def _create_batch(self, path: str, body: dict[str, Any]) -> None:
         """OpenAI `POST /v1/batches` and Anthropic `POST /v1/messages/batches`: a batch, in progress."""
