@@ -156,13 +156,29 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cli_command() -> str:
+    """How the user can run our command from here: `.venv/bin/otel-llm-cost` when the virtualenv is not
+    activated, plain `otel-llm-cost` when it is on PATH."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    beside = Path(sys.executable).parent / "otel-llm-cost"
+    if shutil.which("otel-llm-cost") == str(beside) or not beside.exists():
+        return "otel-llm-cost"
+    try:
+        return os.path.relpath(beside)
+    except ValueError:
+        return str(beside)
+
+
 def _next_steps(args: argparse.Namespace, ledger: str | None) -> None:
     print()
     print("Where to look next:")
-    if args.port:
+    if args.port and not args.exit:
         print(f"  metrics   curl -s http://127.0.0.1:{args.port}/metrics | grep llm_cost_")
     if ledger:
-        print(f"  ledger    otel-llm-cost report --ledger {ledger} --by session --since 1h")
+        print(f"  ledger    {_cli_command()} report --ledger {ledger} --by session --since 1h")
     print("  Grafana   docker compose -f docker-compose.observability.yml up   (dashboards on http://localhost:3000)")
     print("  your app  OTEL_LLM_COST_BUDGET_USD=5 opentelemetry-instrument python app.py")
 

@@ -249,3 +249,24 @@ def test_images_and_transcriptions_billed_in_tokens(instrumented, openai_client,
     for unknown in (dalle, whisper):
         assert "gen_ai.usage.cost.amount" not in unknown.attributes
         assert unknown.attributes["llm_cost.pricing.source"] == "unknown"
+
+
+def test_gemini_embeddings_without_reported_usage_are_estimated_not_free(instrumented, fake, span_exporter):
+    """gemini-embedding-001 $0.15 per 1M input tokens (ai.google.dev/gemini-api/docs/pricing, 2026-11-25).
+    The Gemini API returns no token count for embeddings: the input is our upper-bound estimate."""
+    import asyncio
+
+    from google import genai
+    from google.genai import types
+
+    from otel_llm_cost.estimate import estimate_input_tokens
+
+    client = genai.Client(api_key="offline-key", http_options=types.HttpOptions(base_url=fake.gemini_url))
+    texts = ["The nightly export stalled.", "Root cause: a lock held by the backup job."]
+    assert len(client.models.embed_content(model="gemini-embedding-001", contents=texts).embeddings) == 2
+    asyncio.run(client.aio.models.embed_content(model="gemini-embedding-001", contents=texts))
+    spans = our_spans(span_exporter)
+    expected = estimate_input_tokens(texts) * Decimal("0.15") / 10**6
+    assert [cost_of(s) for s in spans] == [expected] * 2
+    assert all(s.attributes["llm_cost.usage.estimated"] is True for s in spans)
+    assert spans[0].attributes["gen_ai.operation.name"] == "embeddings"

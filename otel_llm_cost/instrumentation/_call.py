@@ -92,6 +92,9 @@ class Outcome:
     estimated: bool = False
     provider_cost: Decimal | None = None
     """The cost the response itself reports (OpenRouter's `usage.cost`): it wins over our own price."""
+    estimate_unreported: bool = False
+    """The API reports no usage for this operation (Gemini API embeddings): estimate the input from the
+    request, marked estimated, rather than leave a billed call unpriced."""
     fallback_cost: Decimal | None = None
     fallback_source: str = ""
     """A cost computed by someone else's price table (LiteLLM's): used only when we know no price."""
@@ -266,6 +269,8 @@ class LLMCall:
             return
         self._ended = True
         try:
+            if outcome.usage is None and outcome.estimate_unreported:
+                outcome = replace(outcome, usage=estimated_usage(self.request, 0), estimated=True)
             outcome = self._billed(outcome, self._unanswered(answered=True))
             self._record(outcome)
             self._publish(outcome, "ok")

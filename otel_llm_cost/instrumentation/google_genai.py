@@ -16,7 +16,7 @@ from typing import Any
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, text
-from otel_llm_cost.usage import usage_from_gemini
+from otel_llm_cost.usage import Usage, usage_from_gemini
 
 __all__ = ["GoogleGenAIInstrumentor"]
 
@@ -92,6 +92,24 @@ GENERATE_CONTENT = Endpoint(_read_request, _read_response)
 _CONTENT_STREAM = UsageChunks(_read_response, lambda chunk: field(chunk, "usage_metadata") is not None, _finish_reasons)
 GENERATE_CONTENT_STREAM = Endpoint(streaming(_read_request), _read_response, _CONTENT_STREAM)
 
+def _read_embed_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    request = _read_request(instance, args, kwargs)
+    request.operation, request.api, request.max_tokens = "embeddings", "gemini.embed_content", 0
+    return request
+
+
+def _read_embed_response(response: Any) -> Outcome:
+    """Vertex AI counts each embedding's tokens (`statistics.token_count`); the Gemini API reports no
+    usage for embeddings, so the input is estimated from the request and marked estimated."""
+    embeddings = field(response, "embeddings")
+    counts = [field(field(e, "statistics"), "token_count") for e in embeddings or ()]
+    if counts and all(isinstance(c, (int, float)) for c in counts):
+        return Outcome(usage=Usage(input_tokens=int(sum(counts))))
+    return Outcome(estimate_unreported=True)
+
+
+EMBED_CONTENT = Endpoint(_read_embed_request, _read_embed_response)
+
 _MODULE = "google.genai.models"
 
 
@@ -101,6 +119,8 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
     dependencies = ("google-genai >= 1.0",)
     targets = (
         Target(_MODULE, "Models._generate_content", GENERATE_CONTENT),
+        Target(_MODULE, "Models.embed_content", EMBED_CONTENT),
+        Target(_MODULE, "AsyncModels.embed_content", EMBED_CONTENT, is_async=True),
         Target(_MODULE, "AsyncModels._generate_content", GENERATE_CONTENT, is_async=True),
         Target(_MODULE, "Models._generate_content_stream", GENERATE_CONTENT_STREAM),
         Target(_MODULE, "AsyncModels._generate_content_stream", GENERATE_CONTENT_STREAM, is_async=True),

@@ -420,6 +420,10 @@ class _Handler(BaseHTTPRequestHandler):
         vertex_claude = re.match(r".*/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$", path)
         if vertex_claude:  # Claude on Vertex AI: a Messages body without `model`, which the URL names
             return self._anthropic_messages({**body, "model": unquote(vertex_claude.group(1))}, fault)
+        embed = re.match(r".*/models/([^/:]+):(batchEmbedContents|embedContent)$", path)
+        if embed:  # the Gemini API reports no usage for embeddings
+            count = len(body.get("requests") or [body])
+            return self._send_json(200, {"embeddings": [{"values": [0.1, 0.2, 0.3]} for _ in range(count)]})
         gemini = re.match(r".*/models/([^/:]+):(generateContent|streamGenerateContent)$", path)
         if gemini:
             return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
