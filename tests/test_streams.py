@@ -199,3 +199,34 @@ def test_a_stream_still_open_at_interpreter_exit_prints_nothing(fake):
                           timeout=60)
     assert done.returncode == 0 and done.stdout == "left open\n"
     assert done.stderr == ""
+
+
+def test_mistral_and_bedrock_stream_proxies_pass_isinstance_too(instrumented, fake):
+    """cohere's and google-genai's streams are plain generators, so there is no type to check."""
+    import asyncio
+
+    import boto3
+    from botocore.eventstream import EventStream
+    from mistralai.client import Mistral
+    from mistralai.client.utils.eventstreaming import EventStream as MistralStream
+    from mistralai.client.utils.eventstreaming import EventStreamAsync
+
+    mistral = Mistral(api_key="k", server_url=fake.url)
+    stream = mistral.chat.stream(model="mistral-small-2603", messages=[{"role": "user", "content": "Hi"}])
+    assert isinstance(stream, MistralStream) and type(stream) is not MistralStream
+    list(stream)
+
+    async def async_stream() -> None:
+        events = await mistral.chat.stream_async(model="mistral-small-2603",
+                                                 messages=[{"role": "user", "content": "Hi"}])
+        assert isinstance(events, EventStreamAsync)
+        async for _ in events:
+            pass
+
+    asyncio.run(async_stream())
+    bedrock = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=fake.bedrock_url,
+                           aws_access_key_id="offline", aws_secret_access_key="offline")
+    response = bedrock.converse_stream(modelId="us.anthropic.claude-sonnet-4-20250514-v1:0",
+                                       messages=[{"role": "user", "content": [{"text": "Hi"}]}])
+    assert isinstance(response["stream"], EventStream) and type(response["stream"]) is not EventStream
+    list(response["stream"])
