@@ -154,7 +154,7 @@ class BudgetGuard:
         outcome = "warned" if self._warned(applicable, claims) else "allowed"
         call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: outcome})
 
-    def admit(self, amount: Decimal, session: SessionContext | None, what: str) -> None:
+    def admit(self, amount: Decimal, session: SessionContext | None) -> None:
         """Refuse work whose worst case `amount` would pass a budget (a provider batch being created):
         raises `BudgetExceededError` before it is sent. Nothing stays held: its results are charged as
         they are read."""

@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import wrapt
@@ -24,9 +25,11 @@ from otel_llm_cost import _state
 from otel_llm_cost import attributes as attr
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.context import current_session
+from otel_llm_cost.estimate import worst_case_usage
 from otel_llm_cost.instrumentation._call import CallContext, LLMCall, Outcome, Request, _start_attributes
 
-__all__ = ["BatchResult", "BatchRecorder", "RecordingIterator", "admit_batch", "BatchRequest"]
+__all__ = ["BatchResult", "BatchRecorder", "RecordingIterator", "BatchRequest", "batch_worst_case",
+           "results_wrapper", "admit_wrapper"]
 
 _logger = logging.getLogger(__name__)
 _SEEN_LIMIT = 1_000_000
@@ -38,7 +41,7 @@ class BatchResult:
     operation: str
     model: str | None
     outcome: Outcome
-    ok: bool = True
+    """Only billed results (a 2xx answer, a `succeeded` message) become one."""
 
 
 class _Seen:
@@ -82,10 +85,7 @@ class BatchRecorder:
                 attributes={**_start_attributes(request, session), "llm_cost.batch.custom_id": result.custom_id},
                 context=trace.set_span_in_context(self._span))
             call = LLMCall(self._ctx, request, span, session)
-            if result.ok:
-                call.finish(result.outcome)
-            else:
-                call.fail(RuntimeError("batch request failed"), result.outcome)
+            call.finish(result.outcome)
             record_unreserved = getattr(_state.budget_hook(), "record_unreserved", None)
             if call.cost is not None and call.cost.total and record_unreserved is not None:
                 record_unreserved(call.cost.total, session)  # billed now, never reserved: counts against budgets
@@ -157,11 +157,13 @@ Adopt = Any
 """`adopt(ctx, instance, args, kwargs, result)` -> what the app gets: the SDK's result itself (after
 recording what it holds) or a `RecordingIterator` around it."""
 
+WorstCase = Any
+"""`worst_case(ctx, instance, args, kwargs)` -> the most a batch being created can bill (a `Decimal`), or
+None when it cannot be told."""
+
 
 def _adopt(adopt: Adopt, ctx: CallContext, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
            result: Any) -> Any:
-    if not ctx.active or not _state.settings().enabled:
-        return result
     try:
         return adopt(ctx, instance, args, kwargs, result)
     except Exception:
@@ -169,19 +171,63 @@ def _adopt(adopt: Adopt, ctx: CallContext, instance: Any, args: tuple[Any, ...],
         return result
 
 
-def results_wrapper(adopt: Adopt, *, is_async: bool) -> Any:
-    """A wrapper factory (for `Target.wrapper_factory`) for an SDK method that returns batch results."""
+def _admit(worst_case: WorstCase, ctx: CallContext, instance: Any, args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> None:
+    """Raise `BudgetExceededError` before a batch is created when its worst case would pass a budget."""
+    from otel_llm_cost.budget import BudgetExceededError
+
+    guard = _state.budget_hook()
+    admit = getattr(guard, "admit", None)
+    if admit is None or not getattr(guard, "budgets", None):
+        return  # no budget to check: not even the worst case is computed
+    try:
+        amount = worst_case(ctx, instance, args, kwargs)
+        if amount:
+            admit(amount, current_session())
+    except BudgetExceededError:
+        raise
+    except Exception:
+        exception_once(_logger, ("batch-admit", worst_case), "otel-llm-cost: could not check a batch against budgets")
+
+
+def _around(before: Any = None, after: Any = None, *, is_async: bool) -> Any:
+    """A wrapper factory (for `Target.wrapper_factory`): `before(ctx, instance, args, kwargs)` runs before
+    the SDK sends, `after(ctx, instance, args, kwargs, result)` gives what the app gets; neither runs
+    once uninstrumented or disabled."""
 
     def factory(ctx: CallContext) -> Any:
+        def live() -> bool:
+            return ctx.active and _state.settings().enabled
+
         def sync_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return _adopt(adopt, ctx, instance, args, kwargs, wrapped(*args, **kwargs))
+            if not live():
+                return wrapped(*args, **kwargs)
+            if before is not None:
+                before(ctx, instance, args, kwargs)
+            result = wrapped(*args, **kwargs)
+            return after(ctx, instance, args, kwargs, result) if after is not None else result
 
         async def async_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return _adopt(adopt, ctx, instance, args, kwargs, await wrapped(*args, **kwargs))
+            if not live():
+                return await wrapped(*args, **kwargs)
+            if before is not None:
+                before(ctx, instance, args, kwargs)
+            result = await wrapped(*args, **kwargs)
+            return after(ctx, instance, args, kwargs, result) if after is not None else result
 
         return async_wrapper if is_async else sync_wrapper
 
     return factory
+
+
+def results_wrapper(adopt: Adopt, *, is_async: bool) -> Any:
+    """For an SDK method that returns batch results (or says where they are)."""
+    return _around(after=lambda *call: _adopt(adopt, *call), is_async=is_async)
+
+
+def admit_wrapper(worst_case: WorstCase, *, is_async: bool) -> Any:
+    """For an SDK method that creates a batch: the budget check runs before anything is sent."""
+    return _around(before=lambda *call: _admit(worst_case, *call), is_async=is_async)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,13 +241,9 @@ class BatchRequest:
     tools: Any = None
 
 
-def batch_worst_case(ctx: CallContext, provider: str, requests: Iterable[BatchRequest]) -> Any:
+def batch_worst_case(ctx: CallContext, provider: str, requests: Iterable[BatchRequest]) -> Decimal:
     """The most a batch can bill, at the batch rate. A request whose price is unknown adds nothing
     (budgets are best effort for it, as for a single call)."""
-    from decimal import Decimal
-
-    from otel_llm_cost.estimate import worst_case_usage
-
     default_output = _state.settings().default_output_tokens
     total = Decimal(0)
     for request in requests:
@@ -211,50 +253,3 @@ def batch_worst_case(ctx: CallContext, provider: str, requests: Iterable[BatchRe
         if cost is not None:
             total += cost.total
     return total
-
-
-def admit_batch(ctx: CallContext, provider: str, requests: Any) -> None:
-    """Raise `BudgetExceededError` before a batch is created when its worst case (`requests`, or a total
-    computed earlier from its input file) would pass a budget."""
-    guard = _state.budget_hook()
-    admit = getattr(guard, "admit", None)
-    if admit is None or not getattr(guard, "budgets", None):
-        return
-    total = requests if not isinstance(requests, (list, tuple)) else batch_worst_case(ctx, provider, requests)
-    admit(total, current_session(), "batch")
-
-
-def admit_wrapper(read_requests: Any, *, is_async: bool) -> Any:
-    """A wrapper factory for a method that creates a batch: `read_requests(instance, args, kwargs)` gives
-    (provider, [BatchRequest]) or None; the budget check runs before the SDK sends anything."""
-
-    def check(ctx: CallContext, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not ctx.active or not _state.settings().enabled:
-            return
-        try:
-            found = read_requests(instance, args, kwargs)
-        except Exception:
-            exception_once(_logger, ("batch-requests", read_requests), "otel-llm-cost: could not read a batch")
-            return
-        if found is not None:
-            from otel_llm_cost.budget import BudgetExceededError
-
-            try:
-                admit_batch(ctx, found[0], found[1])
-            except BudgetExceededError:
-                raise
-            except Exception:
-                exception_once(_logger, "batch-admit", "otel-llm-cost: could not check a batch against budgets")
-
-    def factory(ctx: CallContext) -> Any:
-        def sync_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            check(ctx, instance, args, kwargs)
-            return wrapped(*args, **kwargs)
-
-        async def async_wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            check(ctx, instance, args, kwargs)
-            return await wrapped(*args, **kwargs)
-
-        return async_wrapper if is_async else sync_wrapper
-
-    return factory

@@ -32,6 +32,7 @@ from otel_llm_cost.instrumentation._batch import (
     BatchResult,
     RecordingIterator,
     admit_wrapper,
+    batch_worst_case,
     results_wrapper,
 )
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
@@ -194,16 +195,16 @@ def _adopt_batch_results(ctx: CallContext, instance: Any, args: tuple[Any, ...],
                              _batch_item)
 
 
-def _batch_requests(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """The requests of `messages.batches.create(requests=[{custom_id, params}, ...])`."""
+def _batch_worst_case(ctx: CallContext, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The worst case of `messages.batches.create(requests=[{custom_id, params}, ...])`."""
     requests = given(kwargs.get("requests"))
     if not isinstance(requests, (list, tuple)):
         return None
     route, _ = _where(instance)
-    return route.provider, [BatchRequest(given_str(field(params, "model")), given(field(params, "messages")),
-                                         given_int(field(params, "max_tokens")), given(field(params, "system")),
-                                         given(field(params, "tools")))
-                            for params in (field(item, "params") for item in requests)]
+    return batch_worst_case(ctx, route.provider, [
+        BatchRequest(given_str(field(params, "model")), given(field(params, "messages")),
+                     given_int(field(params, "max_tokens")), given(field(params, "system")), given(field(params, "tools")))
+        for params in (field(item, "params") for item in requests)])
 
 
 _MODULES = ("anthropic.resources.messages.messages", "anthropic.resources.beta.messages.messages")
@@ -234,7 +235,8 @@ class AnthropicInstrumentor(LLMInstrumentor):
         Target(_BATCHES_MODULE, "AsyncBatches.results",
                wrapper_factory=results_wrapper(_adopt_batch_results, is_async=True)),
         # creating a batch whose worst case would pass a budget is refused before it is sent
-        Target(_BATCHES_MODULE, "Batches.create", wrapper_factory=admit_wrapper(_batch_requests, is_async=False)),
-        Target(_BATCHES_MODULE, "AsyncBatches.create", wrapper_factory=admit_wrapper(_batch_requests, is_async=True)),
+        Target(_BATCHES_MODULE, "Batches.create", wrapper_factory=admit_wrapper(_batch_worst_case, is_async=False)),
+        Target(_BATCHES_MODULE, "AsyncBatches.create",
+               wrapper_factory=admit_wrapper(_batch_worst_case, is_async=True)),
     )
 

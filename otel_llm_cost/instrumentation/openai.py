@@ -339,14 +339,22 @@ TRANSCRIPTIONS = Endpoint(_media_request_reader("transcription", "prompt"), _rea
 
 _BATCH_OF_FILE: dict[str, str] = {}
 """Output file id -> batch id, learned when the app retrieves a batch (bounded)."""
+_BATCH_INPUT_COST: dict[str, Decimal] = {}
+"""Uploaded batch input file id -> its worst case, to check at `batches.create` (bounded)."""
+_MAX_REMEMBERED_FILES = 10_000
+
+
+def _remember(table: dict[str, Any], key: str, value: Any) -> None:
+    """Store in a table of files, forgetting the oldest beyond the bound."""
+    if len(table) >= _MAX_REMEMBERED_FILES:
+        table.pop(next(iter(table)))
+    table[key] = value
 
 
 def _remember_batch(ctx: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], batch: Any) -> Any:
     output, batch_id = text(batch, "output_file_id"), text(batch, "id")
     if output and batch_id:
-        if len(_BATCH_OF_FILE) >= 10_000:
-            _BATCH_OF_FILE.pop(next(iter(_BATCH_OF_FILE)))
-        _BATCH_OF_FILE[output] = batch_id
+        _remember(_BATCH_OF_FILE, output, batch_id)
     return batch
 
 
@@ -366,10 +374,6 @@ def _batch_line(line: Any) -> BatchResult | None:
     else:
         return None
     return BatchResult(str(field(line, "custom_id")), operation, text(body, "model"), outcome)
-
-
-_BATCH_INPUT_COST: dict[str, tuple[str, Any]] = {}
-"""Uploaded batch input file id -> (provider, worst case), to check at `batches.create` (bounded)."""
 
 
 def _upload_bytes(upload: Any) -> bytes | None:
@@ -409,14 +413,12 @@ def _adopt_batch_upload(ctx: Any, instance: Any, args: tuple[Any, ...], kwargs: 
         return uploaded
     raw = _upload_bytes(kwargs.get("file"))
     if raw is not None:
-        if len(_BATCH_INPUT_COST) >= 10_000:
-            _BATCH_INPUT_COST.pop(next(iter(_BATCH_INPUT_COST)))
-        provider = _route(instance).provider
-        _BATCH_INPUT_COST[file_id] = (provider, batch_worst_case(ctx, provider, _batch_input_requests(raw)))
+        _remember(_BATCH_INPUT_COST, file_id,
+                  batch_worst_case(ctx, _route(instance).provider, _batch_input_requests(raw)))
     return uploaded
 
 
-def _batch_create_cost(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _batch_create_cost(ctx: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Decimal | None:
     return _BATCH_INPUT_COST.get(str(kwargs.get("input_file_id")))
 
 
