@@ -18,7 +18,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-__all__ = ["Route", "route_for_url", "semconv_provider", "reported_cost", "reported_cost_header", "OLLAMA_PORT"]
+__all__ = ["Route", "route_for_url", "route_of", "semconv_provider", "reported_cost", "reported_cost_header",
+           "OLLAMA_PORT"]
 
 SEMCONV_NAMES: Final[dict[str, str]] = {
     "openai": "openai",
@@ -72,6 +73,13 @@ def route_for_url(url: str, overrides: Mapping[str, str] = {}, default: str = "o
     if host in _LOOPBACK and port == OLLAMA_PORT:
         return Route("ollama", host, port)
     return Route(_provider_of_url(f"{parts.scheme}://{parts.netloc}{parts.path}", default), host, port)
+
+
+@functools.lru_cache(maxsize=256)
+def route_of(base_url: str, overrides: tuple[tuple[str, str], ...] = (), default: str = "openai") -> Route:
+    """`route_for_url`, cached: what a wrapper calls on every request, with the OTEL_LLM_COST_PROVIDERS
+    pairs as settings hold them."""
+    return route_for_url(base_url, dict(overrides), default)
 
 
 COST_HEADERS: Final = ("x-litellm-response-cost",)

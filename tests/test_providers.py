@@ -178,3 +178,13 @@ def test_an_implausible_reported_cost_is_ignored(instrumented, openai_client, fa
     openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     span = only_span(span_exporter)
     assert cost_of(span) == Decimal("0.0035") and span.attributes["gen_ai.usage.cost.source"] == "local"
+
+
+def test_the_azure_client_is_azure_whatever_its_host(instrumented, fake, span_exporter):
+    """AzureOpenAI behind a private endpoint or gateway (here the loopback fake): still `azure.ai.openai`."""
+    client = openai.AzureOpenAI(azure_endpoint=fake.url, api_key="k", api_version="2024-10-21", max_retries=0)
+    fake.set_model("gpt-4o", input_tokens=1_000, output_tokens=100)
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    span = only_span(span_exporter)
+    assert span.attributes["gen_ai.provider.name"] == "azure.ai.openai"
+    assert span.attributes["server.address"] == "127.0.0.1"

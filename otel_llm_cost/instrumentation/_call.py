@@ -73,7 +73,6 @@ class Request:
     system: Any = None
     tools: Any = None
     hide_usage_chunk: bool = False
-    host: str = ""
     server_address: str | None = None
     server_port: int | None = None
     regional: bool = False

@@ -14,7 +14,7 @@ from otel_llm_cost import _state
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given, given_int, given_str, text
-from otel_llm_cost.providers import route_for_url
+from otel_llm_cost.providers import route_of
 from otel_llm_cost.usage import usage_from_ollama
 
 __all__ = ["OllamaInstrumentor"]
@@ -34,8 +34,7 @@ def _request_reader(method: str) -> Any:
         named = dict(zip(("model", *positional), args))
         named.update(kwargs)
         client = getattr(instance, "_client", None)
-        route = route_for_url(str(getattr(client, "base_url", "")), dict(_state.settings().providers),
-                              default="ollama")
+        route = route_of(str(getattr(client, "base_url", "")), _state.settings().providers, "ollama")
         options = given(named.get("options"))
         return Request(
             operation=operation,

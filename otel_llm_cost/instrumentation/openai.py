@@ -5,7 +5,6 @@ Knows the OpenAI SDK's request and response shapes and nothing else; the lifecyc
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import replace
 from decimal import Decimal
@@ -31,7 +30,7 @@ from otel_llm_cost.instrumentation._read import (
     given_str,
     text,
 )
-from otel_llm_cost.providers import Route, reported_cost, route_for_url
+from otel_llm_cost.providers import Route, reported_cost, route_of
 from otel_llm_cost.usage import (
     usage_from_openai_chat,
     usage_from_openai_embeddings,
@@ -45,24 +44,11 @@ __all__ = ["OpenAIInstrumentor"]
 def _route(instance: Any) -> Route:
     """Who the client really talks to: api.openai.com, Azure, or any OpenAI-compatible host."""
     client = getattr(instance, "_client", None)
+    base_url = str(getattr(client, "base_url", ""))
     if type(client).__name__.startswith("Azure"):
-        return _azure_route(str(getattr(client, "base_url", "")))
-    return _route_of(str(getattr(client, "base_url", "")), _state.settings().providers)
-
-
-@functools.lru_cache(maxsize=256)
-def _route_of(base_url: str, overrides: tuple[tuple[str, str], ...]) -> Route:
-    return route_for_url(base_url, dict(overrides))
-
-
-@functools.lru_cache(maxsize=64)
-def _azure_route(base_url: str) -> Route:
-    route = route_for_url(base_url)
-    return Route("azure.ai.openai", route.host, route.port)
-
-
-def _host(route: Route) -> str:
-    return f"{route.host}:{route.port}"
+        server = route_of(base_url)
+        return Route("azure.ai.openai", server.host, server.port)  # the client's class says Azure, whatever the host
+    return route_of(base_url, _state.settings().providers)
 
 
 def _provider_cost(usage: Any) -> Decimal | None:
@@ -77,7 +63,7 @@ def _provider_cost(usage: Any) -> Decimal | None:
 
 # --- chat completions ---
 
-_REJECTS_STREAM_OPTIONS: set[str] = set()
+_REJECTS_STREAM_OPTIONS: set[tuple[str | None, int | None]] = set()
 """Hosts that answered 400 to `stream_options` (older Azure API versions, some OpenAI-compatible
 servers): their streams are sent as the app wrote them, and their usage is estimated."""
 _MAX_REMEMBERED_HOSTS = 1024
@@ -90,7 +76,8 @@ def read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
     stream = given(kwargs.get("stream")) is True
     route = _route(instance)
     asking = None
-    if stream and ask_stream_usage and _state.settings().stream_usage and _host(route) not in _REJECTS_STREAM_OPTIONS:
+    rejects = (route.host, route.port) in _REJECTS_STREAM_OPTIONS
+    if stream and ask_stream_usage and _state.settings().stream_usage and not rejects:
         asking = asking_stream_usage(kwargs)
     send_kwargs, hide_usage_chunk = (kwargs, False) if asking is None else (asking, True)
     return Request(
@@ -105,7 +92,6 @@ def read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, An
         prompt=given(kwargs.get("messages")),
         tools=given(kwargs.get("tools")),
         hide_usage_chunk=hide_usage_chunk,
-        host=_host(route),
         server_address=route.host,
         server_port=route.port,
     )
@@ -121,7 +107,7 @@ def _resend_without_stream_options(request: Request, error: BaseException) -> bo
     request.kwargs = {k: v for k, v in request.kwargs.items() if k != "stream_options"}
     request.hide_usage_chunk = False
     if len(_REJECTS_STREAM_OPTIONS) < _MAX_REMEMBERED_HOSTS:
-        _REJECTS_STREAM_OPTIONS.add(request.host)
+        _REJECTS_STREAM_OPTIONS.add((request.server_address, request.server_port))
     return True
 
 
