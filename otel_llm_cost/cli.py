@@ -128,28 +128,31 @@ def _batch_prompts(path: str) -> list[Any]:
     return prompts
 
 
-def _cmd_estimate_batch(args: argparse.Namespace) -> int:
-    from otel_llm_cost.jobs import estimate_batch
-
-    prompts = _batch_prompts(args.batch)
-    estimate = estimate_batch(args.model, prompts, args.max_tokens, provider=args.provider,
-                              default_output_tokens=args.settings.default_output_tokens)
-    result = {"model": args.model, "prompts": len(prompts), "input_tokens_upper_bound": estimate.input_tokens,
-              "output_tokens": estimate.output_tokens, "output_tokens_assumed": args.max_tokens is None,
-              "cost_usd": usd(estimate.cost.total) if estimate.cost else None,
-              "price_source": estimate.cost.source if estimate.cost else "unknown"}
+def _print_estimate(args: argparse.Namespace, estimate: Any, prompts: int | None = None) -> int:
+    """One estimate (`prompts` None) or a batch's, as JSON or a line, and the output tokens assumed."""
+    result: dict[str, Any] = {"model": args.model}
+    if prompts is not None:
+        result["prompts"] = prompts
+    result.update({
+        "input_tokens_upper_bound": estimate.input_tokens,
+        "output_tokens": estimate.output_tokens,
+        "output_tokens_assumed": args.max_tokens is None,
+        "cost_usd": usd(estimate.cost.total) if estimate.cost else None,
+        "price_source": estimate.cost.source if estimate.cost else "unknown",
+    })
+    count = "" if prompts is None else f"{prompts:,} prompts, "
+    tokens = f"{estimate.input_tokens:,} input + {estimate.output_tokens:,} output tokens"
     if args.json:
         print(json.dumps(result, indent=2))
     elif estimate.cost is None:
-        print(f"{args.model}: {len(prompts):,} prompts, ~{estimate.input_tokens:,} input + "
-              f"{estimate.output_tokens:,} output tokens; price unknown")
+        print(f"{args.model}: {count}~{tokens}; price unknown")
     else:
-        print(f"{args.model}: {len(prompts):,} prompts, at most ${usd(estimate.cost.total)} "
-              f"({estimate.input_tokens:,} input + {estimate.output_tokens:,} output tokens, {estimate.cost.source} "
-              "prices)")
+        print(f"{args.model}: {count}at most ${usd(estimate.cost.total)} ({tokens}, {estimate.cost.source} prices)")
     if args.max_tokens is None and not args.json:
-        print(f"note: no --max-tokens, so {estimate.output_tokens // len(prompts):,} output tokens a prompt were "
-              f"assumed (set --max-tokens, or {DEFAULT_OUTPUT_TOKENS})", file=sys.stderr)
+        assumed = (f"{estimate.output_tokens:,} output tokens were" if prompts is None else
+                   f"{estimate.output_tokens // prompts:,} output tokens a prompt were")
+        print(f"note: no --max-tokens, so {assumed} assumed (set --max-tokens, or {DEFAULT_OUTPUT_TOKENS})",
+              file=sys.stderr)
     return 0 if estimate.cost is not None else 1
 
 
@@ -157,7 +160,12 @@ def _cmd_estimate(args: argparse.Namespace, book: PriceBook) -> int:
     if args.max_tokens is not None and args.max_tokens <= 0:
         raise CliError(f"--max-tokens={args.max_tokens} must be greater than zero")
     if args.batch:
-        return _cmd_estimate_batch(args)
+        from otel_llm_cost.jobs import estimate_batch
+
+        prompts = _batch_prompts(args.batch)
+        return _print_estimate(args, estimate_batch(
+            args.model, prompts, args.max_tokens, provider=args.provider,
+            default_output_tokens=args.settings.default_output_tokens, price_book=book), len(prompts))
     if args.file:
         try:
             prompt = Path(args.file).read_text("utf-8")
@@ -169,32 +177,9 @@ def _cmd_estimate(args: argparse.Namespace, book: PriceBook) -> int:
         prompt = sys.stdin.read()
     if not prompt.strip():
         raise CliError(f"the prompt {'in ' + repr(args.file) if args.file else 'on stdin'} is empty")
-    if args.max_tokens is not None and args.max_tokens <= 0:
-        raise CliError(f"--max-tokens={args.max_tokens} must be greater than zero")
-    estimate = estimate_cost(
+    return _print_estimate(args, estimate_cost(
         args.model, prompt, args.max_tokens, provider=args.provider,
-        default_output_tokens=args.settings.default_output_tokens, price_book=book,
-    )
-    result = {
-        "model": args.model,
-        "input_tokens_upper_bound": estimate.input_tokens,
-        "output_tokens": estimate.output_tokens,
-        "output_tokens_assumed": args.max_tokens is None,
-        "cost_usd": usd(estimate.cost.total) if estimate.cost else None,
-        "price_source": estimate.cost.source if estimate.cost else "unknown",
-    }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    elif estimate.cost is None:
-        print(f"{args.model}: ~{estimate.input_tokens:,} input + {estimate.output_tokens:,} output tokens; "
-              "price unknown")
-    else:
-        print(f"{args.model}: at most ${usd(estimate.cost.total)} ({estimate.input_tokens:,} input + "
-              f"{estimate.output_tokens:,} output tokens, {estimate.cost.source} prices)")
-    if args.max_tokens is None and not args.json:
-        print(f"note: no --max-tokens, so {estimate.output_tokens:,} output tokens were assumed "
-              f"(set --max-tokens, or {DEFAULT_OUTPUT_TOKENS})", file=sys.stderr)
-    return 0 if estimate.cost is not None else 1
+        default_output_tokens=args.settings.default_output_tokens, price_book=book))
 
 
 def _ledger_arguments(command: argparse.ArgumentParser) -> None:

@@ -226,7 +226,8 @@ class _Progress:
 
 
 def estimate_batch(model: str, prompts: Sequence[Any], max_tokens: int | None = None, *,
-                   provider: str | None = None, default_output_tokens: int | None = None) -> Estimate:
+                   provider: str | None = None, default_output_tokens: int | None = None,
+                   price_book: Any = None) -> Estimate:
     """The worst-case cost of running every prompt (a string or a messages list) once: the sum of each
     prompt's `estimate_cost`, so an upper bound as that is. An unknown price makes the cost None."""
     from dataclasses import replace
@@ -234,8 +235,8 @@ def estimate_batch(model: str, prompts: Sequence[Any], max_tokens: int | None = 
     from otel_llm_cost import _state
 
     output = default_output_tokens or _state.settings().default_output_tokens
-    each = [estimate_cost(model, prompt, max_tokens, provider=provider, default_output_tokens=output)
-            for prompt in prompts]
+    each = [estimate_cost(model, prompt, max_tokens, provider=provider, default_output_tokens=output,
+                          price_book=price_book) for prompt in prompts]
     costs = [one.cost for one in each]
     total = None
     if costs and all(cost is not None for cost in costs):

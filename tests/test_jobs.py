@@ -156,3 +156,15 @@ def test_cli_estimate_batch(tmp_path):
     failed = subprocess.run([sys.executable, "-m", "otel_llm_cost.cli", "estimate", "--model", MODEL, "--batch",
                              str(bad)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and "line 2" in failed.stderr
+
+
+def test_cli_estimate_batch_uses_the_custom_pricing_file_as_a_single_estimate_does(tmp_path):
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."house-model"]\ninput_per_mtok = 1\noutput_per_mtok = 2\n')
+    batch = tmp_path / "prompts.jsonl"
+    batch.write_text(json.dumps("Hi") + "\n")
+    done = subprocess.run([sys.executable, "-m", "otel_llm_cost.cli", "estimate", "--model", "house-model",
+                           "--batch", str(batch), "--max-tokens", "10", "--json"], capture_output=True, text=True,
+                          timeout=60, env={**__import__("os").environ, "OTEL_LLM_COST_PRICING_FILE": str(prices)})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["price_source"] == "custom"
