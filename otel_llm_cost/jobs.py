@@ -55,7 +55,7 @@ class Job:
         self._lock = threading.Lock()
         self._totals: Any = None
         self._span: Any = None
-        self._tokens: list[Any] = []
+        self._token: Any = None
         self._bar: _Progress | None = None
 
     # --- live counts ---
@@ -101,7 +101,7 @@ class Job:
         else:
             warn_once(_logger, "track-before-configure", "otel-llm-cost: track() before configure(): the job's "
                       "calls are not counted until configure() attaches the span processor")
-        self._tokens.append(otel_context.attach(trace.set_span_in_context(self._span)))
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
         self._session = session(job=self.name, _job_run=self.run_id)
         self._session.__enter__()
         if self._budget_usd is not None:
@@ -126,7 +126,7 @@ class Job:
             if rt is not None:
                 rt.guard.remove(self._budget_name)
         self._session.__exit__(exc_type, exc, tb)
-        otel_context.detach(self._tokens.pop())
+        otel_context.detach(self._token)
         self._span.set_attributes({"llm_cost.job.succeeded": self.succeeded, "llm_cost.job.failed": self.failed})
         if exc is not None:
             self._span.record_exception(exc)

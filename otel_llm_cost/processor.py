@@ -18,6 +18,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +29,7 @@ from otel_llm_cost import attributes as attr
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.instrumentation._call import SCOPE_NAME
 from otel_llm_cost.pricing import PriceBook, default_price_book
-from otel_llm_cost.sessions import CallRecord, SessionTotals, take_exact_record
+from otel_llm_cost.sessions import CallRecord, SessionTotals, _Totals, take_exact_record
 from otel_llm_cost.usage import Usage
 
 __all__ = ["CostSpanProcessor", "RecordListener"]
@@ -210,8 +211,6 @@ class CostSpanProcessor(SpanProcessor):
 
     def watch(self, span: Span) -> Any:
         """Keep the whole breakdown (a `_Totals`) of the calls below this open span: a job's summary."""
-        from otel_llm_cost.sessions import _Totals
-
         entry = self._open.get(span.get_span_context().span_id)
         if entry is None:
             return None
@@ -233,8 +232,6 @@ class CostSpanProcessor(SpanProcessor):
                 elif cost:
                     entry.cost += cost
                 if entry.totals is not None:
-                    from datetime import UTC, datetime
-
                     now = now or datetime.now(UTC)
                     entry.totals.add(record, now)
                 entry.span.set_attributes({attr.LLM_COST_ROLLUP_COST: float(entry.cost),

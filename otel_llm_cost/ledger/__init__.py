@@ -21,7 +21,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -284,6 +284,3 @@ class Ledger:
 def encode_tags(tags: dict[str, str]) -> str:
     return json.dumps(tags, sort_keys=True, separators=(",", ":"))
 
-
-def row_values(row: Row) -> tuple[Any, ...]:
-    return astuple(row)
