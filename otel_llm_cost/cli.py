@@ -55,13 +55,29 @@ def _rates_row(provider: str | None, model: str, rates: Rates | None) -> dict[st
     if rates is None:
         return {"provider": provider, "model": model, "source": "unknown"}
     row: dict[str, Any] = {"provider": provider, "model": model, "source": rates.source, "price_entry": rates.model}
-    for name in ("input", "output", "cache_read", "cache_write", "cache_write_1h", "input_audio", "output_audio"):
+    for name in ("input", "output", "cache_read", "cache_write", "cache_write_1h", "input_audio", "output_audio",
+                 "input_image"):
         value = _price_value(getattr(rates, name))
         if value is not None:
             row[f"{name}_per_mtok"] = value
-    if rates.web_search_per_k is not None:
-        row["web_search_per_k"] = usd(rates.web_search_per_k)
+    for name in _UNIT_PRICES:
+        if getattr(rates, name) is not None:
+            row[name] = usd(getattr(rates, name))
+    if rates.per_image:
+        row["per_image"] = {kind: usd(price) for kind, price in rates.per_image}
     return row
+
+
+_UNIT_PRICES = {"web_search_per_k": "per 1,000 web searches", "audio_per_hour": "per hour of audio",
+                "input_per_mchar": "per 1M characters", "rerank_per_k_searches": "per 1,000 rerank searches"}
+
+
+def _unit_prices_line(row: dict[str, Any]) -> str | None:
+    """Prices in units other than tokens, for the table: "$0.36 per hour of audio"."""
+    parts = [f"${row[name]} {unit}" for name, unit in _UNIT_PRICES.items() if name in row]
+    if "per_image" in row:
+        parts.append("per image " + ", ".join(f"{kind} ${price}" for kind, price in row["per_image"].items()))
+    return "  + " + "; ".join(parts) if parts else None
 
 
 def _cell(value: str | dict[str, Any] | None) -> str:
@@ -94,7 +110,9 @@ def _cmd_prices(args: argparse.Namespace, book: PriceBook) -> int:
             cells = [_cell(row.get(k)) for k in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok",
                                                  "cache_write_per_mtok")]
             print(f"{row['model']:{width}} {row['source']:8} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {cells[3]:>11}")
-        if any(isinstance(v, dict) for row in rows for v in row.values()):
+            if (units := _unit_prices_line(row)) is not None:
+                print(units)
+        if any(isinstance(v, dict) for row in rows for k, v in row.items() if k.endswith("_per_mtok")):
             print("* tiered: a higher rate applies above a prompt-size threshold (see --json)")
     unknown = [row["model"] for row in rows if row["source"] == "unknown"]
     if unknown:

@@ -59,6 +59,7 @@ HALF: Final = Decimal("0.5")
 ZERO: Final = Decimal(0)
 TWO: Final = Decimal(2)
 _SECONDS_PER_DAY: Final = 86_400
+_SECONDS_PER_HOUR: Final = Decimal(3_600)
 
 Price = Decimal | gp.TieredPrices
 
@@ -143,6 +144,12 @@ class Rates:
     output_audio: Price | None = None
     web_search_per_k: Decimal | None = None
     per_k_requests: Decimal | None = None
+    input_image: Price | None = None
+    audio_per_hour: Decimal | None = None
+    input_per_mchar: Decimal | None = None
+    rerank_per_k_searches: Decimal | None = None
+    per_image: tuple[tuple[str, Decimal], ...] = ()
+    """Per generated image, by ``"quality/size"`` (dall-e: ``"standard/1024x1024"``, ``"hd/1792x1024"``)."""
     _flat_rates: tuple[Decimal, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     def scaled(self, factor: Decimal) -> Rates:
@@ -155,10 +162,15 @@ class Rates:
             cache_write_1h=_scale(self.cache_write_1h, factor),
             input_audio=_scale(self.input_audio, factor),
             output_audio=_scale(self.output_audio, factor),
+            input_image=_scale(self.input_image, factor),
+            audio_per_hour=_scale(self.audio_per_hour, factor),
+            input_per_mchar=_scale(self.input_per_mchar, factor),
+            rerank_per_k_searches=_scale(self.rerank_per_k_searches, factor),
+            per_image=tuple((kind, price * factor) for kind, price in self.per_image),
         )
 
     def rates_for_prompt(self, prompt_tokens: int) -> tuple[Decimal, ...]:
-        """(input, output, cache read, 5m write, 1h write, audio in, audio out) with fallbacks applied."""
+        """(input, output, cache read, 5m write, 1h write, audio in, audio out, image in) with fallbacks applied."""
         input_rate = _at(self.input, prompt_tokens)
         output_rate = _at(self.output, prompt_tokens)
         write_rate = _at_or(self.cache_write, prompt_tokens, input_rate)
@@ -170,21 +182,25 @@ class Rates:
             _at_or(self.cache_write_1h, prompt_tokens, write_rate),
             _at_or(self.input_audio, prompt_tokens, input_rate),
             _at_or(self.output_audio, prompt_tokens, output_rate),
+            _at_or(self.input_image, prompt_tokens, input_rate),
         )
 
-    def cost(self, usage: Usage) -> Cost:
+    def cost(self, usage: Usage) -> Cost | None:
+        """The cost of `usage`; None when it bills a unit this model has no price for (an image size)."""
         # Hot path: skip the arithmetic of counts that are zero; flat (untiered) rates are resolved once.
         flat = self._flat_rates
         if flat is None:
             flat = self.rates_for_prompt(usage.input_tokens)
-        input_rate, output_rate, read_rate, write_rate, write_1h_rate, audio_in_rate, audio_out_rate = flat
+        (input_rate, output_rate, read_rate, write_rate, write_1h_rate, audio_in_rate, audio_out_rate,
+         image_in_rate) = flat
         cache_read = usage.cache_read_tokens
         write_5m = usage.cache_write_5m_tokens
         write_1h = usage.cache_write_1h_tokens
         audio_in = usage.input_audio_tokens
         audio_out = usage.output_audio_tokens
+        image_in = usage.input_image_tokens
 
-        input_cost = max(0, usage.input_tokens - cache_read - write_5m - write_1h - audio_in) * input_rate
+        input_cost = max(0, usage.input_tokens - cache_read - write_5m - write_1h - audio_in - image_in) * input_rate
         if cache_read:
             input_cost += cache_read * read_rate
         if write_5m:
@@ -193,6 +209,8 @@ class Rates:
             input_cost += write_1h * write_1h_rate
         if audio_in:
             input_cost += audio_in * audio_in_rate
+        if image_in:
+            input_cost += image_in * image_in_rate
         output_cost = max(0, usage.output_tokens - audio_out) * output_rate
         if audio_out:
             output_cost += audio_out * audio_out_rate
@@ -203,18 +221,48 @@ class Rates:
             tools += usage.web_search_requests * self.web_search_per_k / KILO
         if self.per_k_requests is not None:
             tools += self.per_k_requests / KILO
+        if usage.audio_seconds or usage.input_characters or usage.rerank_searches or usage.images:
+            units = self._unit_costs(usage)
+            if units is None:
+                return None
+            input_cost += units[0]
+            output_cost += units[1]
         return Cost(input_cost + output_cost + tools, input_cost, output_cost, self.source, self.model, tools)
+
+    def _unit_costs(self, usage: Usage) -> tuple[Decimal, Decimal] | None:
+        """(input, output) cost of the units that are not tokens; None when one has no price here."""
+        input_cost = output_cost = ZERO
+        for count, rate, per in ((usage.audio_seconds, self.audio_per_hour, _SECONDS_PER_HOUR),
+                                 (usage.input_characters, self.input_per_mchar, MTOK),
+                                 (usage.rerank_searches, self.rerank_per_k_searches, KILO)):
+            if count:
+                if rate is None:
+                    return None
+                input_cost += count * rate / per
+        if usage.images:
+            price = self.image_price(usage.image_kind)
+            if price is None:
+                return None
+            output_cost = usage.images * price
+        return input_cost, output_cost
+
+    def image_price(self, kind: str) -> Decimal | None:
+        """The price of one image of `kind` ("quality/size"); a size alone matches its standard quality."""
+        prices = dict(self.per_image)
+        if kind in prices:
+            return prices[kind]
+        return prices.get(f"standard/{kind.rpartition('/')[2]}") if kind else None
 
     def __post_init__(self) -> None:
         tiered = any(
             isinstance(p, gp.TieredPrices)
             for p in (self.input, self.output, self.cache_read, self.cache_write, self.cache_write_1h,
-                      self.input_audio, self.output_audio)
+                      self.input_audio, self.output_audio, self.input_image)
         )
         object.__setattr__(self, "_flat_rates", None if tiered else self.rates_for_prompt(0))
 
 
-def _scale(price: Price | None, factor: Decimal) -> Price | None:
+def _scale(price: Any, factor: Decimal) -> Any:
     if price is None:
         return None
     if isinstance(price, gp.TieredPrices):
@@ -273,7 +321,13 @@ _RATE_FIELDS: Final[dict[str, str]] = {
     "input_audio_per_mtok": "input_audio",
     "output_audio_per_mtok": "output_audio",
     "web_search_per_k": "web_search_per_k",
+    "input_image_per_mtok": "input_image",
+    "audio_per_hour": "audio_per_hour",
+    "input_per_mchar": "input_per_mchar",
+    "rerank_per_k_searches": "rerank_per_k_searches",
 }
+_UNIT_FIELDS: Final = frozenset({"audio_per_hour", "input_per_mchar", "rerank_per_k_searches", "per_image"})
+"""Prices of units that are not tokens: a model billed only by them needs no token price."""
 _META_FIELDS: Final = frozenset({"provider", "source", "refs", "from", "until", "model"})
 
 
@@ -307,14 +361,23 @@ def _parse_price(where: str, key: str, value: object) -> Price:
     return gp.TieredPrices(base=_parse_amount(where, f"{key} base", value["base"]), tiers=tiers)
 
 
-def _parse_rate_fields(where: str, entry: Mapping[str, Any]) -> dict[str, Price]:
-    unknown = set(entry) - set(_RATE_FIELDS) - _META_FIELDS
+def _parse_rate_fields(where: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(entry) - set(_RATE_FIELDS) - {"per_image"} - _META_FIELDS
     if unknown:
-        raise PricingError(f"{where}: unknown field(s) {sorted(unknown)}; expected {sorted(_RATE_FIELDS)}")
-    rates: dict[str, Price] = {}
+        raise PricingError(
+            f"{where}: unknown field(s) {sorted(unknown)}; expected {sorted({*_RATE_FIELDS, 'per_image'})}")
+    rates: dict[str, Any] = {}
     for key, attr in _RATE_FIELDS.items():
         if key in entry and entry[key] is not None:
             rates[attr] = _parse_price(where, key, entry[key])
+            if key in _UNIT_FIELDS and not isinstance(rates[attr], Decimal):
+                raise PricingError(f"{where}: {key}={entry[key]!r} must be a number")
+    per_image = entry.get("per_image")
+    if per_image is not None:
+        if not isinstance(per_image, Mapping) or not per_image:
+            raise PricingError(f"{where}: per_image={per_image!r} must be a table of \"quality/size\" = price")
+        rates["per_image"] = tuple(sorted((str(kind), _parse_amount(where, f"per_image {kind!r}", price))
+                                          for kind, price in per_image.items()))
     return rates
 
 
@@ -384,7 +447,7 @@ def load_price_file(path: Path) -> list[CustomPrice]:
 def _custom_price(where: str, model: str, entry: Mapping[str, Any]) -> CustomPrice:
     rates = _parse_rate_fields(where, entry)
     missing = [key for key in ("input_per_mtok", "output_per_mtok") if _RATE_FIELDS[key] not in rates]
-    if missing:
+    if missing and not _UNIT_FIELDS.intersection(entry):
         raise PricingError(f"{where}: missing {', '.join(missing)}")
     provider = entry.get("provider")
     if provider is not None and not isinstance(provider, str):
@@ -392,7 +455,7 @@ def _custom_price(where: str, model: str, entry: Mapping[str, Any]) -> CustomPri
     return CustomPrice(
         model=model.lower(),
         provider=normalize_provider(provider) if provider else None,
-        rates=Rates(model=model, source="custom", **rates),  # type: ignore[arg-type]
+        rates=Rates(model=model, source="custom", **{"input": ZERO, "output": ZERO, **rates}),
     )
 
 
@@ -411,16 +474,30 @@ class RegionalPremium:
 
 
 def load_regional_premiums() -> list[RegionalPremium]:
-    text = resources.files("otel_llm_cost").joinpath("data/corrections.toml").read_text("utf-8")
     return [RegionalPremium(entry["provider"], entry["model_prefix"], frozenset(entry.get("except", ())),
                             Decimal(str(entry["factor"])), entry["source"])
-            for entry in tomllib.loads(text).get("regional_premium", [])]
+            for entry in _corrections_data().get("regional_premium", [])]
+
+
+def _corrections_data() -> dict[str, Any]:
+    return tomllib.loads(resources.files("otel_llm_cost").joinpath("data/corrections.toml").read_text("utf-8"))
+
+
+def load_additions() -> dict[tuple[str | None, str], Rates]:
+    """corrections.toml `[[model]]`: models genai-prices lacks, keyed by (provider, name) and (None, name)
+    for every spelling the API accepts."""
+    additions: dict[tuple[str | None, str], Rates] = {}
+    for entry in _corrections_data().get("model", []):
+        price = _custom_price(f"corrections.toml model {entry.get('model')!r}", entry["model"], entry)
+        rates = replace(price.rates, source="bundled")
+        for name in (price.model, *(ref.lower() for ref in entry.get("refs", ()))):
+            additions[(price.provider, name)] = additions[(None, name)] = rates
+    return additions
 
 
 def load_corrections() -> list[Correction]:
-    text = resources.files("otel_llm_cost").joinpath("data/corrections.toml").read_text("utf-8")
     corrections = []
-    for index, entry in enumerate(tomllib.loads(text).get("correction", [])):
+    for index, entry in enumerate(_corrections_data().get("correction", [])):
         where = f"corrections.toml entry {index} ({entry.get('model')!r})"
         refs = entry.get("refs")
         corrections.append(
@@ -473,6 +550,7 @@ class PriceBook:
 
     corrections: list[Correction] = field(default_factory=load_corrections)
     regional_premiums: list[RegionalPremium] = field(default_factory=load_regional_premiums)
+    additions: dict[tuple[str | None, str], Rates] = field(default_factory=load_additions)
     _custom: dict[tuple[str | None, str], CustomPrice] = field(default_factory=dict)
     _fetched: data_snapshot.DataSnapshot | None = None
     _fetched_at: datetime | None = None
@@ -579,9 +657,9 @@ class PriceBook:
         self, provider: str | None, model: str, tier: str, batch: bool, at: datetime
     ) -> tuple[Rates | None, bool]:
         custom = self._custom.get((provider, model)) or self._custom.get((None, model))
-        if custom is not None:
-            rates = custom.rates
-            return (rates.scaled(HALF) if batch or tier in _HALF_PRICE_TIERS else rates), True
+        listed = custom.rates if custom is not None else self.additions.get((provider, model))
+        if listed is not None:
+            return (listed.scaled(HALF) if batch or tier in _HALF_PRICE_TIERS else listed), True
 
         snapshot = self._fetched or data_snapshot.get_snapshot()
         source = "fetched" if self._fetched is not None else "bundled"
@@ -694,6 +772,10 @@ def _rates_from_model_price(price: gp.ModelPrice, model_id: str, source: str) ->
         output_audio=get("output_audio_mtok"),
         web_search_per_k=get("web_searches_kcount"),
         per_k_requests=get("requests_kcount"),
+        input_image=get("input_image_mtok"),
+        audio_per_hour=get("input_audio_hours") if get("input_audio_hours") is not None else get("audio_hours"),
+        input_per_mchar=get("input_mchars"),
+        rerank_per_k_searches=get("rerank_searches_kcount"),
     )
 
 

@@ -9,6 +9,10 @@ The normalised form (what every field means here):
 * ``output_tokens``: ALL output, reasoning and audio included.
 * ``reasoning_tokens``, ``output_audio_tokens``: subsets of ``output_tokens``.
 * ``web_search_requests``: server-side tool calls billed per request, not per token.
+* ``input_image_tokens``: a subset of ``input_tokens`` (images given to an image model, which has its own rate).
+* Units that are not tokens, for operations billed by them: ``audio_seconds`` (whisper-1 transcription and
+  translation), ``input_characters`` (tts-1 speech), ``rerank_searches`` (Cohere rerank search units) and
+  ``images`` of size and quality ``image_kind`` (dall-e, e.g. ``"hd/1024x1792"``).
 
 How each provider counts, and so what the functions below add or keep:
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -54,7 +59,9 @@ __all__ = [
     "usage_from_ollama",
     "usage_from_litellm",
     "usage_from_cohere_embed",
+    "usage_from_cohere_rerank",
     "usage_from_openai_tokens",
+    "usage_from_audio_seconds",
     "usage_from_api",
     "USAGE_PARSERS",
 ]
@@ -71,6 +78,12 @@ class Usage:
     input_audio_tokens: int = 0
     output_audio_tokens: int = 0
     web_search_requests: int = 0
+    input_image_tokens: int = 0
+    audio_seconds: Decimal = Decimal(0)
+    input_characters: int = 0
+    rerank_searches: int = 0
+    images: int = 0
+    image_kind: str = ""
     complete: bool = True
 
     @property
@@ -94,7 +107,34 @@ class Usage:
             input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
             output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
             web_search_requests=self.web_search_requests + other.web_search_requests,
+            input_image_tokens=self.input_image_tokens + other.input_image_tokens,
+            audio_seconds=self.audio_seconds + other.audio_seconds,
+            input_characters=self.input_characters + other.input_characters,
+            rerank_searches=self.rerank_searches + other.rerank_searches,
+            images=self.images + other.images,
+            image_kind=self.image_kind or other.image_kind,
             complete=self.complete and other.complete,
+        )
+
+    def times(self, count: int) -> Usage:
+        """The usage of `count` calls like this one (unanswered attempts, each charged the worst case)."""
+        return Usage(
+            input_tokens=self.input_tokens * count,
+            output_tokens=self.output_tokens * count,
+            cache_read_tokens=self.cache_read_tokens * count,
+            cache_write_5m_tokens=self.cache_write_5m_tokens * count,
+            cache_write_1h_tokens=self.cache_write_1h_tokens * count,
+            reasoning_tokens=self.reasoning_tokens * count,
+            input_audio_tokens=self.input_audio_tokens * count,
+            output_audio_tokens=self.output_audio_tokens * count,
+            web_search_requests=self.web_search_requests * count,
+            input_image_tokens=self.input_image_tokens * count,
+            audio_seconds=self.audio_seconds * count,
+            input_characters=self.input_characters * count,
+            rerank_searches=self.rerank_searches * count,
+            images=self.images * count,
+            image_kind=self.image_kind,
+            complete=self.complete,
         )
 
     def checked(self) -> Usage:
@@ -103,13 +143,14 @@ class Usage:
         problems = (
             input_subsets > self.input_tokens
             or self.input_audio_tokens > self.input_tokens
+            or self.input_image_tokens > self.input_tokens
             or self.reasoning_tokens + self.output_audio_tokens > self.output_tokens
         )
         if not problems:
             return self
         return replace(
             self,
-            input_tokens=max(self.input_tokens, input_subsets, self.input_audio_tokens),
+            input_tokens=max(self.input_tokens, input_subsets, self.input_audio_tokens, self.input_image_tokens),
             output_tokens=max(self.output_tokens, self.reasoning_tokens + self.output_audio_tokens),
             complete=False,
         )
@@ -340,18 +381,38 @@ def usage_from_mistral_chat(read: _Reader, usage: Any) -> Usage:
 @_parser
 def usage_from_openai_tokens(read: _Reader, usage: Any) -> Usage:
     """OpenAI image generation (gpt-image-1) and token-billed transcription (gpt-4o-transcribe) `usage`:
-    `input_tokens` (audio ones in `input_token_details`) and `output_tokens`."""
+    `input_tokens` (audio ones in `input_token_details`, image ones in `input_tokens_details`) and
+    `output_tokens`."""
     return read.build(
         input_tokens=read.count(usage, "input_tokens", required=True),
         input_audio_tokens=read.count(usage, "input_token_details", "audio_tokens"),
+        input_image_tokens=read.count(usage, "input_tokens_details", "image_tokens"),
         output_tokens=read.count(usage, "output_tokens", required=True),
     )
+
+
+MAX_PLAUSIBLE_AUDIO_SECONDS = 1_000_000
+"""Eleven days: far beyond what an audio endpoint accepts (25 MB a file)."""
+
+
+def usage_from_audio_seconds(seconds: Any) -> Usage:
+    """A call billed by the length of its audio (whisper-1 reports `{"type": "duration", "seconds": 42.5}`)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or \
+            not 0 <= seconds <= MAX_PLAUSIBLE_AUDIO_SECONDS:
+        return Usage(complete=False)
+    return Usage(audio_seconds=Decimal(str(seconds)))
 
 
 @_parser
 def usage_from_cohere_embed(read: _Reader, meta: Any) -> Usage:
     """Cohere v2 embed `meta`: the billed input tokens (an embedding writes none)."""
     return read.build(input_tokens=read.count(meta, "billed_units", "input_tokens", required=True))
+
+
+@_parser
+def usage_from_cohere_rerank(read: _Reader, meta: Any) -> Usage:
+    """Cohere v2 rerank `meta`: the billed search units."""
+    return read.build(rerank_searches=read.count(meta, "billed_units", "search_units", required=True))
 
 
 @_parser
@@ -389,6 +450,9 @@ USAGE_PARSERS: dict[str, Callable[[Any], Usage]] = {
     "gemini.generate_content": usage_from_gemini,
     "bedrock.converse": usage_from_bedrock_converse,
     "cohere.chat": usage_from_cohere_chat,
+    "cohere.embed": usage_from_cohere_embed,
+    "cohere.rerank": usage_from_cohere_rerank,
+    "openai.tokens": usage_from_openai_tokens,
     "mistral.chat": usage_from_mistral_chat,
     "ollama": usage_from_ollama,
     "litellm": usage_from_litellm,

@@ -229,8 +229,8 @@ def test_creating_a_batch_that_would_pass_a_budget_is_refused_before_sending(gua
 def test_images_and_transcriptions_billed_in_tokens(instrumented, openai_client, async_openai_client, fake,
                                                     span_exporter):
     """gpt-image-1 $5 text input / $40 image output per 1M tokens; gpt-4o-transcribe $6 audio input /
-    $10 output (openai.com/api/pricing, 2026-11-25). dall-e-3 (per image) and whisper-1 (per minute)
-    report no token usage: unknown, never $0."""
+    $10 output (openai.com/api/pricing, 2026-11-25). dall-e-3 ($0.04 an image) and whisper-1 ($0.006 a
+    minute) report no tokens and are priced in their own units (tests/test_unit_billed_operations.py)."""
     import asyncio
     import io
 
@@ -246,9 +246,8 @@ def test_images_and_transcriptions_billed_in_tokens(instrumented, openai_client,
     assert cost_of(image) == cost_of(image_async) == 50 * Decimal(5) / 10**6 + 4_160 * Decimal(40) / 10**6
     assert image.attributes["gen_ai.operation.name"] == "image_generation"
     assert cost_of(transcribe) == 1_000 * Decimal(6) / 10**6 + 200 * Decimal(10) / 10**6
-    for unknown in (dalle, whisper):
-        assert "gen_ai.usage.cost.amount" not in unknown.attributes
-        assert unknown.attributes["llm_cost.pricing.source"] == "unknown"
+    assert cost_of(dalle) == Decimal("0.04")
+    assert cost_of(whisper) == Decimal("42.5") * Decimal("0.006") / 60  # the fake's default duration
 
 
 def test_gemini_embeddings_without_reported_usage_are_estimated_not_free(instrumented, fake, span_exporter):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -266,3 +267,29 @@ def test_module_level_compute_cost_reads_raw_payloads():
     cost = compute_cost("anthropic", "claude-haiku-4-5", {"input_tokens": 1_000_000, "output_tokens": 0})
     # Claude Haiku 4.5, https://docs.anthropic.com/en/docs/about-claude/pricing (2025-10-15): $1 in
     assert cost.total == D(1)
+
+
+def test_a_pricing_file_prices_units_that_are_not_tokens(tmp_path):
+    path = tmp_path / "prices.toml"
+    path.write_text('[models."my-voice"]\ninput_per_mchar = 20\n\n[models."my-painter"]\n'
+                    'per_image = { "standard/1024x1024" = 0.05, "hd/1024x1024" = 0.09 }\n\n'
+                    '[models."my-ranker"]\nrerank_per_k_searches = 1.5\n')
+    book = PriceBook()
+    assert book.load_pricing_file(path) == 3
+    assert book.compute_cost(None, "my-voice", Usage(input_characters=1_000)).total == Decimal("0.02")
+    assert book.compute_cost(None, "my-painter", Usage(images=2, image_kind="hd/1024x1024")).total == Decimal("0.18")
+    assert book.compute_cost(None, "my-ranker", Usage(rerank_searches=4)).total == Decimal("0.006")
+    # a size it has no price for is unknown, never $0; so are tokens of a model priced only per image
+    assert book.compute_cost(None, "my-painter", Usage(images=1, image_kind="standard/256x256")) is None
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('per_image = { "hd/1024x1024" = "lots" }', "per_image 'hd/1024x1024'='lots' is not a number"),
+    ("per_image = 0.04", "per_image=0.04 must be a table"),
+    ("audio_per_hour = { base = 1, tiers = [] }", "audio_per_hour="),
+])
+def test_a_malformed_unit_price_names_the_file_model_and_value(tmp_path, entry, message):
+    path = tmp_path / "prices.toml"
+    path.write_text(f'[models."m"]\n{entry}\n')
+    with pytest.raises(PricingError, match=re.escape(message)):
+        PriceBook().load_pricing_file(path)

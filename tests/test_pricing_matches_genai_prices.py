@@ -78,3 +78,24 @@ def test_fast_path_equals_genai_prices(model, usage):
     assert ours.total == theirs.total_price
     assert ours.input == theirs.input_price
     assert ours.output == theirs.output_price
+
+
+@settings(max_examples=100, deadline=None)
+@given(model=st.sampled_from([("openai", "whisper-1"), ("openai", "tts-1"), ("openai", "tts-1-hd"),
+                              ("openai", "gpt-image-1")]),
+       seconds=st.decimals(0, 100_000, places=3), characters=st.integers(0, 5_000_000),
+       text=st.integers(0, 100_000), image=st.integers(0, 100_000), output=st.integers(0, 100_000))
+def test_units_that_are_not_tokens_price_as_genai_prices_does(model, seconds, characters, text, image, output):
+    """whisper-1 per second of audio, tts-1 per character, gpt-image-1 image input at its own rate."""
+    provider, name = model
+    if name == "whisper-1":
+        ours_usage = Usage(audio_seconds=seconds)
+        theirs_usage = genai_prices.Usage(input_audio_seconds=seconds, audio_seconds=seconds)
+    elif name.startswith("tts"):
+        ours_usage, theirs_usage = Usage(input_characters=characters), genai_prices.Usage(input_characters=characters)
+    else:
+        ours_usage = Usage(input_tokens=text + image, input_image_tokens=image, output_tokens=output)
+        theirs_usage = genai_prices.Usage(input_tokens=text + image, input_image_tokens=image, output_tokens=output)
+    ours = book.compute_cost(provider, name, ours_usage)
+    theirs = genai_prices.calc_price(theirs_usage, name, provider_id=provider)
+    assert (ours.total, ours.input, ours.output) == (theirs.total_price, theirs.input_price, theirs.output_price)

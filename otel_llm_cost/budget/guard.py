@@ -23,7 +23,6 @@ from otel_llm_cost._log import warn_once
 from otel_llm_cost.budget import Budget, BudgetExceededError, BudgetStatus, BudgetStoreUnavailableError
 from otel_llm_cost.budget.outage import buffered
 from otel_llm_cost.budget.stores import BudgetStore, Claim, MemoryStore, Refusal, Reservation, StoreUnavailable
-from otel_llm_cost.estimate import worst_case_usage
 from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
 
 if TYPE_CHECKING:
@@ -123,8 +122,7 @@ class BudgetGuard:
         if not applicable:
             return
         request = call.request
-        worst = worst_case_usage(request.prompt, request.max_tokens, self.default_output_tokens,
-                                 system=request.system, tools=request.tools)
+        worst = request.worst_case(self.default_output_tokens)
         cost = (self.price_book or default_price_book()).compute_cost(
             request.provider, request.model or "", worst, service_tier=request.service_tier, batch=request.batch,
             regional=request.regional)

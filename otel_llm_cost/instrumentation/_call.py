@@ -77,6 +77,16 @@ class Request:
     server_port: int | None = None
     regional: bool = False
     """Sent to a regional endpoint that may cost more than the global one (Claude on Vertex AI)."""
+    units: Usage | None = None
+    """What the request alone says it bills, in units that are not tokens (characters to speak, images to
+    draw, seconds of audio): the worst case, and the usage when the response reports none."""
+
+    def worst_case(self, default_output_tokens: int) -> Usage:
+        """The most one attempt can bill: budgets reserve it, and an unanswered attempt is charged it."""
+        if self.units is not None:
+            return self.units
+        return worst_case_usage(self.prompt, self.max_tokens, default_output_tokens, system=self.system,
+                                tools=self.tools)
 
 
 @dataclass(slots=True)
@@ -268,7 +278,9 @@ class LLMCall:
             return
         self._ended = True
         try:
-            if outcome.usage is None and outcome.estimate_unreported:
+            if outcome.usage is None and self.request.units is not None:
+                outcome = replace(outcome, usage=self.request.units)
+            elif outcome.usage is None and outcome.estimate_unreported:
                 outcome = replace(outcome, usage=estimated_usage(self.request, 0), estimated=True)
             outcome = self._billed(outcome, self._unanswered(answered=True))
             self._record(outcome)
@@ -333,9 +345,7 @@ class LLMCall:
 
     def worst_case(self) -> Usage:
         """What the budget reserved for this call: the most one attempt can bill."""
-        request = self.request
-        return worst_case_usage(request.prompt, request.max_tokens, _state.settings().default_output_tokens,
-                                system=request.system, tools=request.tools)
+        return self.request.worst_case(_state.settings().default_output_tokens)
 
     def _billed(self, outcome: Outcome, unanswered: int, cut: bool = False) -> Outcome:
         """The outcome with the usage to charge. `cut`: the last attempt failed mid-response, so what it
@@ -354,7 +364,7 @@ class LLMCall:
             usage = _at_least(usage, worst)
             extra -= 1 if cut else 0
         if extra > 0:
-            many = Usage(input_tokens=worst.input_tokens * extra, output_tokens=worst.output_tokens * extra)
+            many = worst.times(extra)
             usage = many if usage is None else usage + many
         return replace(outcome, usage=usage, estimated=True)
 
@@ -500,6 +510,13 @@ def _usage_attributes(usage: Usage) -> dict[str, Any]:
         values[attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = usage.cache_write_tokens
     if usage.reasoning_tokens:
         values[attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+    if usage.audio_seconds or usage.input_characters or usage.rerank_searches or usage.images:
+        for key, count in ((attr.LLM_COST_USAGE_AUDIO_SECONDS, float(usage.audio_seconds)),
+                           (attr.LLM_COST_USAGE_INPUT_CHARACTERS, usage.input_characters),
+                           (attr.LLM_COST_USAGE_IMAGES, usage.images),
+                           (attr.LLM_COST_USAGE_RERANK_SEARCHES, usage.rerank_searches)):
+            if count:
+                values[key] = count
     return values
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import os
+import wave
 from collections.abc import Mapping
-from typing import Any
+from decimal import Decimal
+from typing import Any, BinaryIO
 
 
 def given(value: Any) -> Any:
@@ -108,3 +112,34 @@ def asking_stream_usage(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
     if isinstance(options, Mapping) and options.get("include_usage"):
         return None
     return {**kwargs, "stream_options": {**(options if isinstance(options, Mapping) else {}), "include_usage": True}}
+
+
+_MILLISECOND = Decimal("0.001")
+
+
+def wav_seconds(upload: Any) -> Decimal | None:
+    """The length of an audio upload that is a WAV file (bytes, a `(name, content, ...)` tuple, a path, or a
+    seekable file, put back where it was), read from its header alone; None for any other format."""
+    if isinstance(upload, tuple) and len(upload) >= 2:
+        upload = upload[1]
+    try:
+        if isinstance(upload, (bytes, bytearray)):
+            return _wav_length(io.BytesIO(upload))
+        if isinstance(upload, os.PathLike):
+            with open(upload, "rb") as handle:
+                return _wav_length(handle)
+        if callable(getattr(upload, "seekable", None)) and upload.seekable():
+            position = upload.tell()
+            try:
+                return _wav_length(upload)
+            finally:
+                upload.seek(position)
+    except Exception:  # on bytes that are not quite WAV, `wave` raises RuntimeError, struct.error, EOFError...
+        return None
+    return None
+
+
+def _wav_length(handle: BinaryIO) -> Decimal | None:
+    with wave.open(handle) as audio:
+        rate = audio.getframerate()
+        return (Decimal(audio.getnframes()) / rate).quantize(_MILLISECOND) if rate else None

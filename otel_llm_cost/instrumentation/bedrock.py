@@ -51,10 +51,16 @@ def _params(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[
     return params if isinstance(params, dict) else None
 
 
-def _request(params: dict[str, Any], kwargs: dict[str, Any], **fields: Any) -> Request:
+def _request(params: dict[str, Any], kwargs: dict[str, Any], operation: str = "chat", **fields: Any) -> Request:
     """What every Bedrock runtime request shares; the operation's own fields come in `fields`."""
-    return Request(operation="chat", provider="aws.bedrock", api="bedrock.converse",
+    return Request(operation=operation, provider="aws.bedrock", api="bedrock.converse",
                    model=_model_id(params.get("modelId")), kwargs=kwargs, **fields)
+
+
+def _is_embedding(params: dict[str, Any]) -> bool:
+    """An embedding model (`amazon.titan-embed-text-v2:0`, `cohere.embed-english-v3`) writes no tokens."""
+    model = params.get("modelId")
+    return isinstance(model, str) and "embed" in model.rsplit("/", 1)[-1]
 
 
 def _read_request(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
@@ -139,6 +145,9 @@ def _read_invoke_request(client: Any, args: tuple[Any, ...], kwargs: dict[str, A
     if params is None:
         return None
     body = _invoke_body(params)
+    if _is_embedding(params):  # Titan `inputText`, Cohere `texts`: input only
+        return _request(params, kwargs, operation="embeddings", max_tokens=0,
+                        prompt=body.get("inputText") or body.get("texts") or params.get("body"))
     return _request(
         params,
         kwargs,
@@ -176,9 +185,12 @@ def _counts(values: Any, names: dict[str, str]) -> dict[str, Any] | None:
     return {key: int(value) if isinstance(value, str) and value.isdigit() else value for key, value in counts.items()}
 
 
-def _read_invoke_response(response: Any) -> Outcome:
+def _read_invoke_response(response: Any, writes: bool = True) -> Outcome:
+    """`writes`: False for an embedding model, whose response carries an input count only."""
     metadata = field(response, "ResponseMetadata")
     counts = _counts(field(metadata, "HTTPHeaders"), _COUNT_HEADERS)
+    if counts is not None and not writes:
+        counts.setdefault("outputTokens", 0)
     return Outcome(
         usage=usage_from_bedrock_converse(counts) if counts is not None else None,
         response_id=text(metadata, "RequestId"),
@@ -219,6 +231,7 @@ class _InvokeStream:
 
 
 INVOKE_MODEL = Endpoint(_read_invoke_request, _read_invoke_response, _InvokeStream, stream_key="body")
+INVOKE_EMBEDDING = Endpoint(_read_invoke_request, lambda response: _read_invoke_response(response, writes=False))
 
 _ENDPOINTS = {
     "Converse": CONVERSE,
@@ -228,12 +241,20 @@ _ENDPOINTS = {
 }
 
 
+def _endpoint(args: tuple[Any, ...]) -> Endpoint | None:
+    """The endpoint of an operation (`_make_api_call(name, params)`), or None for every other AWS call."""
+    endpoint = _ENDPOINTS.get(args[0]) if args else None
+    if endpoint is INVOKE_MODEL and args[0] == "InvokeModel" and isinstance(args[1], dict) and _is_embedding(args[1]):
+        return INVOKE_EMBEDDING
+    return endpoint
+
+
 def _api_call_wrapper(ctx: CallContext) -> Callable[..., Any]:
     """Routes the four Bedrock runtime operations to their endpoint; every other AWS call passes
     straight through after one dict lookup."""
 
     def wrapper(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        endpoint = _ENDPOINTS.get(args[0]) if args else None
+        endpoint = _endpoint(args)
         if endpoint is None:
             return wrapped(*args, **kwargs)
         request = read_request(ctx, endpoint, client, args, kwargs)

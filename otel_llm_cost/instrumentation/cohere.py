@@ -1,4 +1,4 @@
-"""Cohere (`cohere` >= 5): the v2 client's `chat` and `chat_stream`, sync and async.
+"""Cohere (`cohere` >= 5): the v2 client's `chat`, `chat_stream`, `embed` and `rerank`, sync and async.
 
 Knows the cohere SDK's shapes and nothing else. Cohere bills `usage.billed_units`; `usage.tokens`
 also counts the prompt template, which is not billed (see `usage_from_cohere_chat`). A stream's
@@ -14,7 +14,7 @@ from typing import Any
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, given_str, text
-from otel_llm_cost.usage import usage_from_cohere_chat, usage_from_cohere_embed
+from otel_llm_cost.usage import Usage, usage_from_cohere_chat, usage_from_cohere_embed, usage_from_cohere_rerank
 
 __all__ = ["CohereInstrumentor"]
 
@@ -76,6 +76,23 @@ def _read_embed_response(response: Any) -> Outcome:
 EMBED = Endpoint(_read_embed_request, _read_embed_response)
 
 
+def _read_rerank_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    """Rerank bills search units: a query over up to 100 documents is one (longer documents are split)."""
+    documents = kwargs.get("documents")
+    searches = -(-len(documents) // 100) if isinstance(documents, (list, tuple)) and documents else 1
+    return Request(operation="rerank", provider="cohere", api="cohere.rerank", model=given_str(kwargs.get("model")),
+                   kwargs=kwargs, max_tokens=0, units=Usage(rerank_searches=searches))
+
+
+def _read_rerank_response(response: Any) -> Outcome:
+    meta = field(response, "meta")
+    return Outcome(usage=usage_from_cohere_rerank(meta) if field(meta, "billed_units") is not None else None,
+                   response_id=text(response, "id"))
+
+
+RERANK = Endpoint(_read_rerank_request, _read_rerank_response)
+
+
 class CohereInstrumentor(LLMInstrumentor):
     """Cost spans for the `cohere` SDK's v2 chat and embed (`ClientV2`, and `Client().v2`)."""
 
@@ -88,4 +105,6 @@ class CohereInstrumentor(LLMInstrumentor):
         Target(_MODULE, "AsyncV2Client.chat_stream", CHAT_STREAM),
         Target(_MODULE, "V2Client.embed", EMBED),
         Target(_MODULE, "AsyncV2Client.embed", EMBED, is_async=True),
+        Target(_MODULE, "V2Client.rerank", RERANK),
+        Target(_MODULE, "AsyncV2Client.rerank", RERANK, is_async=True),
     )

@@ -19,7 +19,7 @@ from otel_llm_cost.instrumentation._batch import (
     batch_worst_case,
     results_wrapper,
 )
-from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, estimated_usage
+from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, RequestReader, estimated_usage
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import (
     asking_stream_usage,
@@ -29,9 +29,12 @@ from otel_llm_cost.instrumentation._read import (
     given_int,
     given_str,
     text,
+    wav_seconds,
 )
 from otel_llm_cost.providers import Route, reported_cost, route_of
 from otel_llm_cost.usage import (
+    Usage,
+    usage_from_audio_seconds,
     usage_from_openai_chat,
     usage_from_openai_embeddings,
     usage_from_openai_responses,
@@ -296,29 +299,101 @@ def _read_embeddings_response(response: Any) -> Outcome:
 
 EMBEDDINGS = Endpoint(_read_embeddings_request, _read_embeddings_response)
 
-# --- images (gpt-image-1) and transcriptions (gpt-4o-transcribe): billed in tokens ---
+# --- images and audio: billed in tokens (gpt-image-1, gpt-4o-transcribe, gpt-4o-mini-tts) or in units the
+#     request or response states (dall-e per image, whisper-1 per second of audio, tts-1 per character) ---
 
 
-def _media_request_reader(operation: str, prompt_key: str) -> Any:
+def _image_units(model: str | None, kwargs: dict[str, Any]) -> Usage | None:
+    """dall-e bills each image by quality and size, which the request states (dall-e-2 has one quality)."""
+    if model is None or not model.startswith("dall-e"):
+        return None
+    quality = given_str(kwargs.get("quality")) if model == "dall-e-3" else None
+    size = given_str(kwargs.get("size")) or "1024x1024"
+    return Usage(images=given_int(kwargs.get("n")) or 1, image_kind=f"{quality or 'standard'}/{size}")
+
+
+def _read_image_request(operation: str, default_model: str | None = None) -> RequestReader:
     def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
-        return Request(operation=operation, api="openai.tokens", model=given_str(kwargs.get("model")), kwargs=kwargs,
-                       max_tokens=0 if operation == "transcription" else None,
-                       prompt=given(kwargs.get(prompt_key)), **_route_fields(instance))
+        model = given_str(kwargs.get("model")) or default_model
+        return Request(operation=operation, api="openai.tokens", model=model, kwargs=kwargs,
+                       stream=given(kwargs.get("stream")) is True, prompt=given(kwargs.get("prompt")),
+                       units=_image_units(model, kwargs), **_route_fields(instance))
 
     return read
 
 
+def _read_audio_text_request(operation: str) -> RequestReader:
+    """Transcriptions and translations. whisper-1 bills the audio's length: a WAV upload's header gives it
+    before sending (the budget's worst case, and the usage when the response reports none)."""
+
+    def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+        model = given_str(kwargs.get("model"))
+        seconds = wav_seconds(given(kwargs.get("file"))) if model and model.startswith("whisper") else None
+        return Request(operation=operation, api="openai.tokens", model=model, kwargs=kwargs, max_tokens=0,
+                       stream=given(kwargs.get("stream")) is True, prompt=given(kwargs.get("prompt")),
+                       units=Usage(audio_seconds=seconds) if seconds is not None else None, **_route_fields(instance))
+
+    return read
+
+
+def _read_speech_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    """tts-1 bills the characters to speak; gpt-4o-mini-tts bills tokens, which only an `sse` stream reports."""
+    model, spoken = given_str(kwargs.get("model")), given_str(kwargs.get("input"))
+    units = Usage(input_characters=len(spoken)) if model and model.startswith("tts-1") and spoken else None
+    return Request(operation="speech", api="openai.tokens", model=model, kwargs=kwargs, prompt=spoken,
+                   units=units, **_route_fields(instance))
+
+
 def _read_media_response(response: Any) -> Outcome:
-    """A usage in tokens is priced; a transcription billed by duration (whisper-1: `"type": "duration"`)
-    or an image model billed per image (dall-e) has no token usage, so its cost stays unknown, never 0."""
+    """Token usage, or whisper-1's `{"type": "duration", "seconds": ...}`, or a verbose translation's
+    `duration`. dall-e reports nothing: the request's `units` are charged."""
     usage = field(response, "usage")
-    billed_in_tokens = usage is not None and text(usage, "type") in (None, "tokens")
-    return Outcome(usage=usage_from_openai_tokens(usage) if billed_in_tokens else None,
-                   response_model=text(response, "model"))
+    kind = text(usage, "type")
+    if kind == "duration":
+        parsed = usage_from_audio_seconds(field(usage, "seconds"))
+    elif usage is not None and kind in (None, "tokens"):
+        parsed = usage_from_openai_tokens(usage)
+    else:
+        duration = field(response, "duration")
+        parsed = usage_from_audio_seconds(duration) if duration is not None else None
+    return Outcome(usage=parsed, response_model=text(response, "model"))
 
 
-IMAGES = Endpoint(_media_request_reader("image_generation", "prompt"), _read_media_response)
-TRANSCRIPTIONS = Endpoint(_media_request_reader("transcription", "prompt"), _read_media_response)
+def _read_speech_response(response: Any) -> Outcome:
+    """An `sse` speech stream read whole by the SDK: the usage is on its `speech.audio.done` event."""
+    content = field(response, "content") if type(response).__name__ == "HttpxBinaryResponseContent" else None
+    if not isinstance(content, bytes) or b"speech.audio.done" not in content[-4096:]:
+        return Outcome()
+    last = content.rstrip().rsplit(b"\n", 1)[-1].removeprefix(b"data:")
+    return _read_media_response(json.loads(last))
+
+
+class _MediaStream:
+    """gpt-image-1 and gpt-4o-transcribe streams: the usage is on the last event (`*.completed`,
+    `transcript.text.done`)."""
+
+    __slots__ = ("_request", "_final")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self._final: Outcome | None = None
+
+    def observe(self, event: Any) -> bool:
+        if field(event, "usage") is not None:
+            self._final = _read_media_response(event)
+        return True
+
+    def outcome(self, complete: bool) -> Outcome:
+        if self._final is not None and self._final.usage is not None:
+            return self._final
+        return Outcome(usage=estimated_usage(self._request, 0), estimated=True)
+
+
+IMAGES = Endpoint(_read_image_request("image_generation"), _read_media_response, _MediaStream)
+IMAGE_VARIATIONS = Endpoint(_read_image_request("image_generation", default_model="dall-e-2"), _read_media_response)
+TRANSCRIPTIONS = Endpoint(_read_audio_text_request("transcription"), _read_media_response, _MediaStream)
+TRANSLATIONS = Endpoint(_read_audio_text_request("translation"), _read_media_response)
+SPEECH = Endpoint(_read_speech_request, _read_speech_response)
 
 
 # --- Batch API: results priced at the batch rate when the app reads the output file ---
@@ -450,7 +525,10 @@ class OpenAIInstrumentor(LLMInstrumentor):
         *(Target(f"openai.resources.{module}", f"{prefix}{cls}.{method}", endpoint, is_async=a)
           for module, cls, method, endpoint in (("images", "Images", "generate", IMAGES),
                                                 ("images", "Images", "edit", IMAGES),
-                                                ("audio.transcriptions", "Transcriptions", "create", TRANSCRIPTIONS))
+                                                ("images", "Images", "create_variation", IMAGE_VARIATIONS),
+                                                ("audio.transcriptions", "Transcriptions", "create", TRANSCRIPTIONS),
+                                                ("audio.translations", "Translations", "create", TRANSLATIONS),
+                                                ("audio.speech", "Speech", "create", SPEECH))
           for prefix, a in (("", False), ("Async", True))),
         # the Batch API: price results when the output file is read; check budgets when a batch is created
         *(Target(f"openai.resources.{module}", f"{prefix}{cls}.{method}", wrapper_factory=make(handler, is_async=a))

@@ -281,9 +281,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         try:
             body = json.loads(raw) if raw else {}
-        except ValueError:  # a multipart upload: its simple form fields are enough here
+        except ValueError:  # a multipart upload: its simple form fields, and an uploaded WAV's length
             body = {name.decode(): value.decode(errors="replace") for name, value in
                     re.findall(rb'name="([^"]+)"\r\n\r\n([^\r]*)\r\n', raw)}
+            body["audio_seconds"] = _wav_seconds(raw)
         with self.state.lock:
             self.state.requests[path] += 1
             if self.state.keep_bodies:
@@ -397,8 +398,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._openai_chat(body, fault)
         if path.endswith("/v1/batches") or path.endswith("/v1/messages/batches"):
             return self._create_batch(path, body)
-        if path.endswith(("/images/generations", "/images/edits", "/audio/transcriptions")):
-            return self._openai_media(path, body)
+        if path.endswith(("/images/generations", "/images/edits", "/images/variations")):
+            return self._openai_images(path, body, fault)
+        if path.endswith(("/audio/transcriptions", "/audio/translations")):
+            return self._openai_audio_text(path, body, fault)
+        if path.endswith("/audio/speech"):
+            return self._openai_speech(body, fault)
+        if path.endswith("/v2/rerank"):
+            return self._cohere_rerank(body)
         if path.endswith("/v1/files"):  # a multipart upload; the fake keeps no content
             return self._send_json(200, {"id": f"file-{uuid.uuid4().hex[:12]}", "object": "file", "bytes": 1,
                                          "created_at": int(time.time()), "filename": "batch.jsonl",
@@ -506,26 +513,98 @@ class _Handler(BaseHTTPRequestHandler):
 
         self._send_sse(events(), fault)
 
-    def _openai_media(self, path: str, body: dict[str, Any]) -> None:
-        """Images (gpt-image-1 bills tokens; dall-e reports no usage) and transcriptions (gpt-4o-transcribe
-        bills tokens; whisper-1 reports the audio's duration)."""
+    def _openai_images(self, path: str, body: dict[str, Any], fault: Fault | None) -> None:
+        """gpt-image-1 reports token usage (streamed: on the `*.completed` event); dall-e reports none and is
+        billed per image. As the real API, dall-e-3 draws one image a call and only in its own sizes."""
         b, input_tokens, output = self._counts(body)
-        model = str(body.get("model", ""))
-        if "images" in path:
-            usage = None if model.startswith("dall-e") else {
-                "input_tokens": input_tokens, "output_tokens": output, "total_tokens": input_tokens + output,
-                "input_tokens_details": {"text_tokens": input_tokens, "image_tokens": 0}}
-            payload: dict[str, Any] = {"created": int(time.time()), "data": [{"b64_json": "aGVsbG8="}]}
-            if usage:
-                payload["usage"] = usage
-            return self._send_json(200, payload)
+        model = str(body.get("model") or "dall-e-2")
+        count = int(body.get("n") or 1)
+        if model.startswith("dall-e"):
+            sizes = _DALLE_SIZES["dall-e-3" if model == "dall-e-3" else "dall-e-2"]
+            size = body.get("size") or "1024x1024"
+            if size not in sizes or (model == "dall-e-3" and count != 1):
+                return self._send_json(400, {"error": {
+                    "message": f"Invalid size {size!r} or n={count} for {model}.", "type": "invalid_request_error",
+                    "param": "size", "code": "invalid_value"}})
+            return self._send_json(200, {"created": int(time.time()),
+                                         "data": [{"url": f"https://fake.invalid/{i}.png"} for i in range(count)]})
+        usage = {"input_tokens": input_tokens, "output_tokens": output, "total_tokens": input_tokens + output,
+                 "input_tokens_details": {"text_tokens": input_tokens - b.cache_read_tokens,
+                                          "image_tokens": b.cache_read_tokens}}
+        if str(body.get("stream")).lower() == "true":
+            kind = "image_edit" if path.endswith("/edits") else "image_generation"
+
+            def events() -> Iterator[tuple[str | None, Any]]:
+                yield f"{kind}.partial_image", {"type": f"{kind}.partial_image", "b64_json": "aGVsbG8=",
+                                                "partial_image_index": 0, "created_at": int(time.time()),
+                                                "size": "1024x1024", "quality": "low", "background": "opaque",
+                                                "output_format": "png"}
+                yield f"{kind}.completed", {"type": f"{kind}.completed", "b64_json": "aGVsbG8=",
+                                            "created_at": int(time.time()), "size": "1024x1024", "quality": "low",
+                                            "background": "opaque", "output_format": "png", "usage": usage}
+
+            return self._send_sse(events(), fault)
+        self._send_json(200, {"created": int(time.time()), "data": [{"b64_json": "aGVsbG8="}] * count,
+                              "usage": usage})
+
+    def _openai_audio_text(self, path: str, body: dict[str, Any], fault: Fault | None) -> None:
+        """Transcriptions and translations. gpt-4o-transcribe bills tokens (streamed: on
+        `transcript.text.done`); whisper-1 bills the audio's duration, which a transcription reports in
+        `usage` and a translation only as `duration` in `verbose_json`. Text formats are plain text."""
+        b, input_tokens, output = self._counts(body)
+        model, fmt = str(body.get("model", "")), body.get("response_format") or "json"
+        seconds = body.get("audio_seconds") or 42.5
+        translation = path.endswith("/translations")
+        if translation and model != "whisper-1":
+            return self._send_json(400, {"error": {"message": f"Model {model} is not supported for translations.",
+                                                   "type": "invalid_request_error", "param": "model", "code": None}})
         if model == "whisper-1":
-            usage = {"type": "duration", "seconds": 42.5}
+            usage: dict[str, Any] = {"type": "duration", "seconds": seconds}
         else:
             usage = {"type": "tokens", "input_tokens": input_tokens, "output_tokens": output,
                      "total_tokens": input_tokens + output,
                      "input_token_details": {"audio_tokens": input_tokens, "text_tokens": 0}}
-        self._send_json(200, {"text": b.text, "usage": usage})
+        if fmt in ("text", "srt", "vtt"):
+            return self._send_bytes(200, b.text.encode(), "text/plain; charset=utf-8")
+        if str(body.get("stream")).lower() == "true" and model != "whisper-1":
+
+            def events() -> Iterator[tuple[str | None, Any]]:
+                for piece in _split(b.text, b.chunks):
+                    yield None, {"type": "transcript.text.delta", "delta": piece}
+                yield None, {"type": "transcript.text.done", "text": b.text, "usage": usage}
+
+            return self._send_sse(events(), fault)
+        payload: dict[str, Any] = {"text": b.text}
+        if fmt == "verbose_json":
+            payload.update(task="translate" if translation else "transcribe", language="english",
+                           duration=seconds, segments=[])
+        if not translation:
+            payload["usage"] = usage
+        self._send_json(200, payload)
+
+    def _openai_speech(self, body: dict[str, Any], fault: Fault | None) -> None:
+        """Speech: the audio itself. tts-1 bills characters and refuses `sse`; gpt-4o-mini-tts bills tokens,
+        reported only on the `speech.audio.done` event of an `sse` stream."""
+        b = self._behaviour(str(body.get("model", "")))
+        model, text = str(body.get("model", "")), str(body.get("input", ""))
+        sse = body.get("stream_format") == "sse"
+        if sse and model.startswith("tts-1"):
+            return self._send_json(400, {"error": {"message": f"stream_format 'sse' is not supported for {model}.",
+                                                   "type": "invalid_request_error", "param": "stream_format",
+                                                   "code": None}})
+        audio = b"ID3\x04\x00" + bytes(len(text) * 8)
+        if not sse:
+            return self._send_bytes(200, audio, "audio/mpeg")
+        input_tokens = b.input_tokens if b.input_tokens is not None else max(1, len(text) // 4)
+        usage = {"input_tokens": input_tokens, "output_tokens": b.output_tokens,
+                 "total_tokens": input_tokens + b.output_tokens}
+
+        def events() -> Iterator[tuple[str | None, Any]]:
+            for start in range(0, len(audio), 64):
+                yield None, {"type": "speech.audio.delta", "audio": base64.b64encode(audio[start:start + 64]).decode()}
+            yield None, {"type": "speech.audio.done", "usage": usage}
+
+        self._send_sse(events(), fault)
 
     def _create_batch(self, path: str, body: dict[str, Any]) -> None:
         """OpenAI `POST /v1/batches` and Anthropic `POST /v1/messages/batches`: a batch, in progress."""
@@ -632,6 +711,17 @@ class _Handler(BaseHTTPRequestHandler):
             "id": str(uuid.uuid4()), "texts": texts, "response_type": "embeddings_by_type",
             "embeddings": {kind: vectors for kind in body.get("embedding_types") or ["float"]},
             "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": input_tokens}},
+        })
+
+    def _cohere_rerank(self, body: dict[str, Any]) -> None:
+        """Cohere v2 rerank: billed in search units, one per query over up to 100 documents."""
+        documents = body.get("documents") or []
+        top = body.get("top_n") or len(documents)
+        self._send_json(200, {
+            "id": str(uuid.uuid4()),
+            "results": [{"index": i, "relevance_score": round(1 - i / (len(documents) + 1), 4)}
+                        for i in range(min(top, len(documents)))],
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": max(1, -(-len(documents) // 100))}},
         })
 
     # --- Anthropic ---
@@ -817,7 +907,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _bedrock_invoke(self, model_id: str, body: dict[str, Any], stream: bool, fault: Fault | None) -> None:
         """InvokeModel with an Anthropic Messages body. Usage is not in Bedrock's own shape: the counts
         come in `X-Amzn-Bedrock-*-Token-Count` headers, or, streamed, in the last chunk's
-        `amazon-bedrock-invocationMetrics` (input excludes the cache, as in Converse)."""
+        `amazon-bedrock-invocationMetrics` (input excludes the cache, as in Converse). Embedding models
+        (Titan `inputText`, Cohere `texts`) answer in their own shape with an input count only."""
+        if "embed" in model_id:
+            return self._bedrock_embed(model_id, body)
         message = self._anthropic_message(body, model_id)
         usage = message["usage"]
         counts = {"Input": usage["input_tokens"], "Output": usage["output_tokens"],
@@ -840,6 +933,39 @@ class _Handler(BaseHTTPRequestHandler):
                 yield "chunk", {"bytes": base64.b64encode(json.dumps(event).encode()).decode()}
 
         self._send_eventstream(chunks(), fault)
+
+    def _bedrock_embed(self, model_id: str, body: dict[str, Any]) -> None:
+        b = self._behaviour(model_id)
+        texts = body.get("texts") if model_id.startswith("cohere.") else body.get("inputText")
+        if not texts:
+            return self._send_json(400, {"message": "Malformed input request: required key missing"},
+                                   {"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/coral/"})
+        count = b.input_tokens if b.input_tokens is not None else _prompt_tokens({"messages": texts})
+        if model_id.startswith("cohere."):
+            payload: dict[str, Any] = {"id": str(uuid.uuid4()), "texts": texts, "response_type": "embeddings_floats",
+                                       "embeddings": [[0.1, 0.2, 0.3] for _ in texts]}
+        else:
+            payload = {"embedding": [0.1, 0.2, 0.3], "inputTextTokenCount": count}
+        self._send_json(200, payload, {"X-Amzn-Bedrock-Input-Token-Count": str(count),
+                                       "X-Amzn-Bedrock-Invocation-Latency": "3"})
+
+
+_DALLE_SIZES = {"dall-e-2": ("256x256", "512x512", "1024x1024"), "dall-e-3": ("1024x1024", "1792x1024", "1024x1792")}
+
+
+def _wav_seconds(raw: bytes) -> float | None:
+    """The length of a WAV file inside a multipart upload, as the real API measures what it bills."""
+    import io
+    import wave
+
+    start = raw.find(b"RIFF")
+    if start < 0:
+        return None
+    try:
+        with wave.open(io.BytesIO(raw[start:])) as audio:
+            return audio.getnframes() / audio.getframerate()
+    except Exception:  # wave raises RuntimeError, struct.error, EOFError... on arbitrary bytes
+        return None
 
 
 def _bedrock_model(model_id: str) -> str:
