@@ -8,7 +8,7 @@ charged. SDK retries are separate attempts, each billed on its own.
 So the transports the SDKs send through are watched, once, lazily (a post-import hook, so nothing is
 imported early): `Client.send` / `AsyncClient.send` of httpx and of its fork httpx2, which recent
 openai, anthropic and mistralai releases send through (google-genai, cohere, groq, ollama use httpx),
-and botocore's `Endpoint._send` (Bedrock). Only while an LLM call is current
+and botocore's `Endpoint._send` (Bedrock; aiobotocore's `AioEndpoint._send`). Only while an LLM call is current
 (`watch()`) does a send record an `Attempt`; any other request passes straight through. For httpx the
 request's `trace` extension says exactly when request headers start going out, so a call cancelled
 while still connecting costs nothing.
@@ -197,6 +197,11 @@ def _patch_botocore(module: Any) -> None:
     wrapt.wrap_function_wrapper(module, "Endpoint._send", _recording(_botocore_never_sent, _no_trace, is_async=False))
 
 
+def _patch_aiobotocore(module: Any) -> None:
+    """aiobotocore's endpoint sends through aiohttp and raises botocore's exceptions."""
+    wrapt.wrap_function_wrapper(module, "AioEndpoint._send", _recording(_botocore_never_sent, _no_trace, is_async=True))
+
+
 _installed = False
 _install_lock = threading.Lock()
 
@@ -211,3 +216,4 @@ def install() -> None:
     wrapt.register_post_import_hook(_patch_httpx, "httpx")
     wrapt.register_post_import_hook(_patch_httpx, "httpx2")
     wrapt.register_post_import_hook(_patch_botocore, "botocore.endpoint")
+    wrapt.register_post_import_hook(_patch_aiobotocore, "aiobotocore.endpoint")

@@ -1,5 +1,5 @@
-"""Amazon Bedrock through boto3: the `bedrock-runtime` client's `converse`, `converse_stream`,
-`invoke_model` and `invoke_model_with_response_stream`.
+"""Amazon Bedrock through boto3 and aiobotocore: the `bedrock-runtime` client's `converse`,
+`converse_stream`, `invoke_model` and `invoke_model_with_response_stream`.
 
 Knows botocore's shapes and nothing else. boto3 builds its client classes at run time, so there is no
 `converse` method to wrap ahead of time: we wrap `BaseClient._make_api_call`, through which every
@@ -26,6 +26,7 @@ from otel_llm_cost.instrumentation._call import (
     Request,
     estimated_usage,
     read_request,
+    run_async,
     run_sync,
 )
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
@@ -249,24 +250,35 @@ def _endpoint(args: tuple[Any, ...]) -> Endpoint | None:
     return endpoint
 
 
-def _api_call_wrapper(ctx: CallContext) -> Callable[..., Any]:
+def _api_call_wrapper(ctx: CallContext, is_async: bool = False) -> Callable[..., Any]:
     """Routes the four Bedrock runtime operations to their endpoint; every other AWS call passes
-    straight through after one dict lookup."""
+    straight through after one dict lookup. botocore's `_make_api_call` is sync, aiobotocore's a coroutine."""
 
-    def wrapper(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def sync_wrapper(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         endpoint = _endpoint(args)
-        if endpoint is None:
-            return wrapped(*args, **kwargs)
-        request = read_request(ctx, endpoint, client, args, kwargs)
+        request = read_request(ctx, endpoint, client, args, kwargs) if endpoint is not None else None
         if request is None:
             return wrapped(*args, **kwargs)
-        return run_sync(ctx, endpoint, request, lambda: wrapped(*args, **kwargs))
+        return run_sync(ctx, endpoint, request, lambda: wrapped(*args, **kwargs))  # type: ignore[arg-type]
 
-    return wrapper
+    async def async_wrapper(wrapped: Callable[..., Any], client: Any, args: tuple[Any, ...],
+                            kwargs: dict[str, Any]) -> Any:
+        endpoint = _endpoint(args)
+        request = read_request(ctx, endpoint, client, args, kwargs) if endpoint is not None else None
+        if request is None:
+            return await wrapped(*args, **kwargs)
+        return await run_async(ctx, endpoint, request, lambda: wrapped(*args, **kwargs))  # type: ignore[arg-type]
+
+    return async_wrapper if is_async else sync_wrapper
 
 
 class BedrockInstrumentor(LLMInstrumentor):
     """Cost spans for Bedrock's Converse and InvokeModel APIs through boto3 / botocore."""
 
     dependencies = ("botocore >= 1.34.116",)
-    targets = (Target("botocore.client", "BaseClient._make_api_call", wrapper_factory=_api_call_wrapper),)
+    targets = (
+        Target("botocore.client", "BaseClient._make_api_call", wrapper_factory=_api_call_wrapper),
+        # aiobotocore's clients override it with a coroutine
+        Target("aiobotocore.client", "AioBaseClient._make_api_call",
+               wrapper_factory=lambda ctx: _api_call_wrapper(ctx, is_async=True)),
+    )
