@@ -11,19 +11,17 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
-import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+from bench_stores import redis_server
 
 from otel_llm_cost.budget.stores import Claim, MemoryStore, RedisStore, SqliteStore
 from otel_llm_cost.instrumentation._call import SCOPE_NAME
@@ -74,28 +72,6 @@ def round_trip_us(store, n: int) -> float:  # noqa: ANN001
     return statistics.median(samples)
 
 
-@contextlib.contextmanager
-def _redis_server(directory: Path) -> Iterator[str | None]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        yield None
-        return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(directory)],
-                              stdout=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 def _rss_mib() -> float:
     """Resident memory now (not the peak), from /proc, in MiB."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -136,7 +112,7 @@ def main() -> None:
     print(f"reserve+settle round trip: memory {round_trip_us(MemoryStore(), 20_000):.1f} us", end=", ")
     with tempfile.TemporaryDirectory() as tmp:
         print(f"sqlite {round_trip_us(SqliteStore(Path(tmp) / 'b.db'), 2_000):.1f} us", end="")
-        with _redis_server(Path(tmp)) as url:
+        with redis_server(Path(tmp)) as url:
             print(f", redis (loopback) {round_trip_us(RedisStore(url), 2_000):.1f} us" if url else ", redis: not installed")
     import json
     import sys

@@ -4,15 +4,23 @@ Labels are bounded: provider, operation, request and response model, plus only t
 user lists in OTEL_LLM_COST_METRIC_TAGS. Session and user ids are never labels. Budgets are
 observable gauges with one series per budget; a per-session or per-user budget shows its worst key
 and its count of exhausted keys, never a series per key.
+
+Cost per call: the OTel SDK (1.45) copies, validates and hashes the attributes of every measurement,
+about 8 µs each, and a call makes seven or eight. So attribute sets are built once per series and
+reused, and counter increments (`llm_cost.calls`, `llm_cost.tokens`) are summed here per series and
+handed to the SDK just before each collection: a counter exports its sum, which is the same either
+way, for one SDK measurement per series per collection instead of one per call. Histograms are
+recorded per call, as their buckets need every value.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, MeterProvider, Observation
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_llm_cost import attributes as attr
@@ -29,7 +37,42 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 # USD per call from one millionth of a dollar to $100: 1-2-5 steps, so p50/p95 interpolate well
 COST_BUCKETS = tuple(m * 10.0**e for e in range(-6, 2) for m in (1, 2, 5)) + (100.0,)
 
-_COMMON = (attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_OPERATION_NAME, attr.GEN_AI_REQUEST_MODEL, attr.GEN_AI_RESPONSE_MODEL)
+_COMMON = (_PROVIDER, _OPERATION, _REQUEST_MODEL, _RESPONSE_MODEL) = (
+    attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_OPERATION_NAME, attr.GEN_AI_REQUEST_MODEL, attr.GEN_AI_RESPONSE_MODEL)
+_MAX_SERIES = 10_000
+"""Attribute sets kept for reuse; beyond this (a cardinality the SDK itself caps at 2,000 a metric) the
+cache starts over rather than grow."""
+
+
+class _PendingSums:
+    """Counter increments per attribute set, summed until the next collection. An attribute set is one
+    cached dict, so its identity is the key (the entry holds the dict, so the id cannot be reused)."""
+
+    __slots__ = ("_lock", "_sums")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sums: dict[tuple[int, int], list[Any]] = {}
+
+    def add(self, increments: list[tuple[Counter, dict[str, Any], int]]) -> None:
+        with self._lock:
+            sums = self._sums
+            for counter, attributes, amount in increments:
+                key = (id(counter), id(attributes))
+                entry = sums.get(key)
+                if entry is None:
+                    sums[key] = [counter, attributes, amount]
+                else:
+                    entry[2] += amount
+
+    def flush(self, options: CallbackOptions) -> Iterable[Observation]:
+        """An observable instrument's first callback: the SDK runs every callback before it reads the
+        synchronous instruments, so what is flushed here is in this very collection."""
+        with self._lock:
+            sums, self._sums = self._sums, {}
+        for counter, attributes, amount in sums.values():
+            counter.add(amount, attributes)
+        return ()
 
 
 class CostMetrics:
@@ -40,6 +83,8 @@ class CostMetrics:
         meter = meter_provider.get_meter("otel_llm_cost", __version__)
         self._guard = guard
         self._tags = tuple(metric_tags)
+        self._attribute_sets: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._pending = _PendingSums()
         self.token_usage = meter.create_histogram(
             attr.METRIC_TOKEN_USAGE, unit="{token}", description="Tokens used per call, by input and output.",
             explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS))
@@ -60,7 +105,7 @@ class CostMetrics:
             meter.create_observable_counter(
                 attr.METRIC_LEDGER_DROPPED, [lambda options: [Observation(ledger.dropped)]], unit="{row}",
                 description="Usage ledger rows dropped because the writer's queue was full.")
-        meter.create_observable_gauge(attr.METRIC_BUDGET_LIMIT, [self._observe("limit")], unit="USD",
+        meter.create_observable_gauge(attr.METRIC_BUDGET_LIMIT, [self._pending.flush, self._observe("limit")], unit="USD",
                                       description="Budget limit.")
         meter.create_observable_gauge(attr.METRIC_BUDGET_SPENT, [self._observe("spent")], unit="USD",
                                       description="Budget spent in the current window (worst key for per-key budgets).")
@@ -75,35 +120,52 @@ class CostMetrics:
     # --- per call (a processor listener) ---
     def record(self, record: CallRecord, span: ReadableSpan, ours: bool) -> None:
         a = span.attributes or {}
-        labels: dict[str, Any] = {name: str(a[name]) for name in _COMMON if a.get(name) is not None}
-        if not ours and attr.GEN_AI_PROVIDER_NAME not in labels:
-            labels[attr.GEN_AI_PROVIDER_NAME] = record.provider
-        for tag in self._tags:
-            value = record.tags.get(tag)
-            if value is not None:
-                labels[attr.LLM_COST_TAG_PREFIX + tag] = value
+        series = (a.get(_PROVIDER), a.get(_OPERATION), a.get(_REQUEST_MODEL), a.get(_RESPONSE_MODEL))
+        if not ours and series[0] is None:
+            series = (record.provider, *series[1:])
+        if self._tags:
+            series += tuple(record.tags.get(tag) for tag in self._tags)
+        labels = self._attributes(series)
+        known = record.cost is not None
         if record.outcome == "blocked":
             budget = str(a.get(attr.LLM_COST_BUDGET_NAME, "unknown"))
             self.blocked.add(1, {**labels, attr.LLM_COST_BUDGET_NAME: budget})
-            self.calls.add(1, {**labels, attr.LLM_COST_OUTCOME: "blocked",
-                               attr.LLM_COST_PRICING_KNOWN: record.cost is not None})
+            self._pending.add([(self.calls, self._attributes(series, (attr.LLM_COST_OUTCOME, "blocked"),
+                                                             (attr.LLM_COST_PRICING_KNOWN, known)), 1)])
             return
-        known = record.cost is not None
-        self.calls.add(1, {**labels, attr.LLM_COST_OUTCOME: record.outcome, attr.LLM_COST_PRICING_KNOWN: known})
+        counts = [(self.calls, self._attributes(series, (attr.LLM_COST_OUTCOME, record.outcome),
+                                                (attr.LLM_COST_PRICING_KNOWN, known)), 1)]
         if span.end_time is not None and span.start_time is not None:
             duration_labels = labels if record.outcome == "ok" else {**labels, attr.ERROR_TYPE: str(a.get(attr.ERROR_TYPE))}
             self.duration.record((span.end_time - span.start_time) / 1e9, duration_labels)
         usage = record.usage
         if usage.total_tokens:
-            self.token_usage.record(usage.input_tokens, {**labels, attr.GEN_AI_TOKEN_TYPE: "input"})
-            self.token_usage.record(usage.output_tokens, {**labels, attr.GEN_AI_TOKEN_TYPE: "output"})
+            self.token_usage.record(usage.input_tokens, self._attributes(series, (attr.GEN_AI_TOKEN_TYPE, "input")))
+            self.token_usage.record(usage.output_tokens, self._attributes(series, (attr.GEN_AI_TOKEN_TYPE, "output")))
             for token_type, count in (("input", usage.input_tokens), ("cache_read", usage.cache_read_tokens),
                                       ("cache_write", usage.cache_write_tokens), ("output", usage.output_tokens),
                                       ("reasoning", usage.reasoning_tokens)):
                 if count:
-                    self.tokens.add(count, {**labels, attr.LLM_COST_TOKEN_TYPE: token_type})
+                    counts.append((self.tokens, self._attributes(series, (attr.LLM_COST_TOKEN_TYPE, token_type)), count))
+        self._pending.add(counts)
         if known and (usage.total_tokens or record.cost):
             self.cost.record(float(record.cost), labels)  # type: ignore[arg-type]
+
+    def _attributes(self, series: tuple[Any, ...], *extra: tuple[str, Any] | None) -> dict[str, Any]:
+        """The attribute set of a series (common labels, listed tags, then `extra` pairs), built once.
+        The SDK copies what it is given, so one dict serves every call of the series."""
+        key = (series, *extra)
+        found = self._attribute_sets.get(key)
+        if found is None:
+            found = {name: str(value) for name, value in zip(_COMMON, series) if value is not None}
+            for tag, value in zip(self._tags, series[len(_COMMON):]):
+                if value is not None:
+                    found[attr.LLM_COST_TAG_PREFIX + tag] = value
+            found.update(pair for pair in extra if pair is not None)
+            if len(self._attribute_sets) >= _MAX_SERIES:
+                self._attribute_sets.clear()
+            self._attribute_sets[key] = found
+        return found
 
     # --- budgets (observed at each collection) ---
     def _observe(self, field: str) -> Any:

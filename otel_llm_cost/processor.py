@@ -123,12 +123,16 @@ class CostSpanProcessor(SpanProcessor):
 
     def _on_start(self, span: Span) -> None:
         parent = span.parent
-        if len(self._open) < _OPEN_LIMIT:
-            self._open[span.context.span_id] = _Open(span, parent.span_id if parent is not None else None)
         scope = span.instrumentation_scope
-        if scope is not None and scope.name == SCOPE_NAME:
+        ours = scope is not None and scope.name == SCOPE_NAME
+        if ours:
             with self._lock:
                 self._ours_open.add(span.context.span_id)
+            if attr.GEN_AI_OPERATION_NAME in span.attributes:  # a call: nothing is ever rolled up into it
+                return
+        if len(self._open) < _OPEN_LIMIT:
+            self._open[span.context.span_id] = _Open(span, parent.span_id if parent is not None else None)
+        if ours:
             return
         if parent is not None and (parent.span_id in self._ours_open or parent.span_id in self._below_ours):
             with self._lock:

@@ -46,6 +46,8 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
+from otel_llm_cost._shapes import dig
+
 __all__ = [
     "Usage",
     "usage_from_openai_chat",
@@ -190,28 +192,6 @@ class _Reader:
 
     def build(self, **counts: int) -> Usage:
         return Usage(complete=self.complete, **counts).checked()
-
-
-_MISSING = object()
-
-
-def dig(payload: Any, *path: str) -> Any:
-    """Follow `path` through mappings or attributes; None when any step is missing."""
-    current = payload
-    for key in path:
-        if current is None:
-            return None
-        if type(current) is dict:
-            current = current.get(key)
-            continue
-        try:
-            value = getattr(current, key, _MISSING)
-        except Exception:
-            return None
-        if value is _MISSING:
-            value = current.get(key) if isinstance(current, Mapping) else None
-        current = value
-    return current
 
 
 def _first(payload: Any, *names: str) -> Any:

@@ -5,6 +5,8 @@
 #   bash scripts/setup.sh test     .venv-test: the same plus peer instrumentations (OpenLLMetry, the official
 #                                  GenAI ones) for the coexistence tests and benchmarks, and the servers the
 #                                  tests start (prometheus/promtool, redis-server, postgresql) from Debian's packages
+#   bash scripts/setup.sh bench    .venv-bench: the test set plus OpenLIT, for benchmarks/run.sh. OpenLIT pins
+#                                  openai < 3 and anthropic < 1, so it is installed without its pins
 #
 # The demo and examples use .venv, where ours is the only LLM instrumentation: one span per call.
 set -euo pipefail
@@ -14,11 +16,12 @@ mode="${1:-dev}"
 case "$mode" in
   dev) venv=.venv; extras="dev" ;;
   test) venv=.venv-test; extras="dev,peers" ;;
-  *) echo "setup: unknown mode '$mode' (use: dev or test)" >&2; exit 2 ;;
+  bench) venv=.venv-bench; extras="dev,peers" ;;
+  *) echo "setup: unknown mode '$mode' (use: dev, test or bench)" >&2; exit 2 ;;
 esac
 step() { echo "setup: $*" >&2; }
 
-if [ "$mode" = test ]; then
+if [ "$mode" != dev ]; then
   need_apt=()
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
@@ -35,7 +38,7 @@ if [ "$mode" = test ]; then
 fi
 
 stamp="$venv/.otel-llm-cost-installed"
-wanted="$extras $(cat pyproject.toml | sha256sum | cut -c1-16)"
+wanted="$mode $extras $(cat pyproject.toml | sha256sum | cut -c1-16)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
   step "$venv is up to date"
   exit 0
@@ -52,6 +55,17 @@ if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade p
   tail -n 30 "$log" >&2
   step "pip failed; the whole log is in $log"
   exit 1
+fi
+if [ "$mode" = bench ]; then
+  step "installing OpenLIT without its pins, and what it imports"
+  if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps "openlit==1.45.0" \
+         && "$venv/bin/python" -m pip install --disable-pip-version-check schedule xmltodict \
+              opentelemetry-exporter-otlp opentelemetry-instrumentation-httpx opentelemetry-instrumentation-requests \
+              opentelemetry-instrumentation-urllib3 opentelemetry-instrumentation-aiohttp-client; } >>"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    step "pip failed; the whole log is in $log"
+    exit 1
+  fi
 fi
 echo "$wanted" > "$stamp"
 step "ready: $venv"

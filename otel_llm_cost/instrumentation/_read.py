@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, BinaryIO
 
+from otel_llm_cost._shapes import field
+
 
 def given(value: Any) -> Any:
     """None for an SDK's "not given" sentinels (`NOT_GIVEN`, `omit`), else the value."""
@@ -28,24 +30,6 @@ def given_int(*values: Any) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
-
-
-_MISSING = object()
-
-
-def field(obj: Any, name: str) -> Any:
-    """A field of a dict or an SDK object; None when absent (never raises). Hot path of streams."""
-    if obj is None:
-        return None
-    if type(obj) is dict:
-        return obj.get(name)
-    try:
-        value = getattr(obj, name, _MISSING)
-    except Exception:
-        return None
-    if value is _MISSING:
-        return obj.get(name) if isinstance(obj, Mapping) else None
-    return value
 
 
 def text(obj: Any, name: str) -> str | None:

@@ -5,7 +5,9 @@ Knows the OpenAI SDK's request and response shapes and nothing else; the lifecyc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import weakref
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -44,14 +46,30 @@ from otel_llm_cost.usage import (
 __all__ = ["OpenAIInstrumentor"]
 
 
+_ROUTES: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Route]] = weakref.WeakKeyDictionary()
+"""Client -> (its base URL object, the provider overrides, the route): a client keeps its host, so the
+route is worked out once per client, not on every call (again if `base_url` or the overrides change)."""
+
+
 def _route(instance: Any) -> Route:
     """Who the client really talks to: api.openai.com, Azure, or any OpenAI-compatible host."""
     client = getattr(instance, "_client", None)
-    base_url = str(getattr(client, "base_url", ""))
+    base_url = getattr(client, "base_url", "")
+    overrides = _state.settings().providers
+    try:
+        known = _ROUTES.get(client)
+    except TypeError:  # not weakly referenceable: work it out every time
+        known = None
+    if known is not None and known[0] is base_url and known[1] is overrides:
+        return known[2]
     if type(client).__name__.startswith("Azure"):
-        server = route_of(base_url)
-        return Route("azure.ai.openai", server.host, server.port)  # the client's class says Azure, whatever the host
-    return route_of(base_url, _state.settings().providers)
+        server = route_of(str(base_url))
+        route = Route("azure.ai.openai", server.host, server.port)  # the client's class says Azure, whatever the host
+    else:
+        route = route_of(str(base_url), overrides)
+    with contextlib.suppress(TypeError):
+        _ROUTES[client] = (base_url, overrides, route)
+    return route
 
 
 def _provider_cost(usage: Any) -> Decimal | None:
