@@ -31,22 +31,28 @@ def _run(code: str, disabled: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def measure(runs: int) -> dict[str, tuple[float, float]]:
+    """{command: (median seconds without ours, with ours)}, runs interleaved."""
+    names = sorted({ep.name for ep in entry_points(group="opentelemetry_instrumentor")})
+    ours = [n for n in names if n.startswith("llm_cost_")]
+    peers = [n for n in names if not n.startswith("llm_cost_")]
+    results = {}
+    for label, code in (("import openai", "import openai"), ("pass", "pass")):
+        with_ours, without = [], []
+        for _ in range(runs):
+            without.append(_run(code, peers + ours))
+            with_ours.append(_run(code, peers))
+        results[label] = (statistics.median(without), statistics.median(with_ours))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    names = sorted({ep.name for ep in entry_points(group="opentelemetry_instrumentor")})
-    ours = [n for n in names if n.startswith("llm_cost_")]
-    peers = [n for n in names if not n.startswith("llm_cost_")]
-    print(f"our instrumentors: {len(ours)} ({', '.join(ours)}); peers disabled in both: {', '.join(peers) or '-'}")
-    for label, code in (("import openai", "import openai"), ("import nothing", "pass")):
-        with_ours, without = [], []
-        for _ in range(args.runs):
-            without.append(_run(code, peers + ours))
-            with_ours.append(_run(code, peers))
-        a, b = statistics.median(with_ours), statistics.median(without)
-        print(f"{label:15} without ours {b * 1000:7.0f} ms   with ours {a * 1000:7.0f} ms   added {(a - b) * 1000:+6.0f} ms "
-              f"(median of {args.runs})")
+    for label, (without, with_ours) in measure(args.runs).items():
+        print(f"opentelemetry-instrument python -c '{label}': without ours {without * 1000:5.0f} ms, with ours "
+              f"{with_ours * 1000:5.0f} ms, added {(with_ours - without) * 1000:+4.0f} ms (median of {args.runs})")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ the cost it reports itself. The host table is tested as a pure function; the cal
 openai client to the fake provider, whose loopback port `OTEL_LLM_COST_PROVIDERS` maps to a provider.
 
 Prices (per 1M tokens, checked 2026-11-25): Groq llama-3.3-70b-versatile $0.59 / $0.79
-(groq.com/pricing); DeepSeek deepseek-chat $0.27 / $1.10 (api-docs.deepseek.com/quick_start/pricing);
+(groq.com/pricing); DeepSeek deepseek-chat $0.27 / $1.10, half off-peak (api-docs.deepseek.com/quick_start/pricing);
 OpenAI gpt-4o $2.50 / $10 (openai.com/api/pricing); OpenRouter passes provider prices through
 (openrouter.ai/openai/gpt-4o).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
 import openai
@@ -109,7 +110,15 @@ def test_deepseek_async_and_streamed(as_provider, fake, span_exporter):
     asyncio.run(main())
     spans = span_exporter.get_finished_spans()
     assert [s.attributes["gen_ai.provider.name"] for s in spans] == ["deepseek", "deepseek"]
-    assert [cost_of(s) for s in spans] == [Decimal("0.00054") + Decimal("0.0011")] * 2
+    assert [cost_of(s) for s in spans] == [_deepseek_price(s.start_time) for s in spans]
+
+
+def _deepseek_price(start_ns: int) -> Decimal:
+    """2,000 in + 1,000 out at the rate of the call's time of day: DeepSeek billed half from 16:30 to
+    00:30 UTC (its off-peak discount, which genai-prices records), so the expectation follows the clock."""
+    moment = datetime.fromtimestamp(start_ns / 1e9, UTC).time()
+    peak = time(0, 30) <= moment < time(16, 30)
+    return (Decimal("0.00054") + Decimal("0.0011")) / (1 if peak else 2)
 
 
 def test_an_unknown_host_prices_only_models_openai_sells(instrumented, openai_client, fake, span_exporter):

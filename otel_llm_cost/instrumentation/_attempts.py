@@ -16,6 +16,8 @@ while still connecting costs nothing.
 
 from __future__ import annotations
 
+import functools
+
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -122,16 +124,25 @@ def _recording(never_sent: Callable[[BaseException], bool], prepare: Prepare, is
 # --- httpx: the trace extension tells when the request went out ---
 
 
+_HEADERS_SENT = frozenset({"http11.send_request_headers.started", "http2.send_request_headers.started"})
+_HEADERS_RECEIVED = frozenset({"http11.receive_response_headers.complete", "http2.receive_response_headers.complete"})
+
+
 def _note(attempt: Attempt, name: str, info: dict[str, Any]) -> None:
+    """One of the ten or so trace events of a request: only two of them matter."""
     attempt.traced = True
-    if name.endswith("send_request_headers.started"):
+    if name in _HEADERS_SENT:
         attempt.sent = True
-    elif name.endswith("receive_response_headers.complete"):
+    elif name in _HEADERS_RECEIVED:
         value = info.get("return_value")
         if isinstance(value, tuple) and value:
             status = value[1] if len(value) >= 4 else value[0]  # HTTP/1.1 (version, status, ...); HTTP/2 (status, ...)
             if type(status) is int:
                 attempt.status = status
+
+
+async def _anote(attempt: Attempt, name: str, info: dict[str, Any]) -> None:
+    _note(attempt, name, info)
 
 
 def _httpx_preparer(own_transports: tuple[type, ...]) -> Prepare:
@@ -149,18 +160,18 @@ def _httpx_preparer(own_transports: tuple[type, ...]) -> Prepare:
         except Exception:
             attempt.traced = False
         previous = extensions.get("trace")
-        if is_async:
+        if previous is None:  # the common case: only ours
+            extensions["trace"] = functools.partial(_anote if is_async else _note, attempt)
+        elif is_async:
             async def atrace(name: str, info: dict[str, Any]) -> None:
                 _note(attempt, name, info)
-                if previous is not None:
-                    await previous(name, info)
+                await previous(name, info)
 
             extensions["trace"] = atrace
         else:
             def trace(name: str, info: dict[str, Any]) -> None:
                 _note(attempt, name, info)
-                if previous is not None:
-                    previous(name, info)
+                previous(name, info)
 
             extensions["trace"] = trace
 

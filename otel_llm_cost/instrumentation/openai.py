@@ -54,7 +54,7 @@ route is worked out once per client, not on every call (again if `base_url` or t
 def _route(instance: Any) -> Route:
     """Who the client really talks to: api.openai.com, Azure, or any OpenAI-compatible host."""
     client = getattr(instance, "_client", None)
-    base_url = getattr(client, "base_url", "")
+    base_url = getattr(client, "_base_url", None) or getattr(client, "base_url", "")  # skip the property
     overrides = _state.settings().providers
     try:
         known = _ROUTES.get(client)
@@ -159,12 +159,16 @@ class ChatStream:
         self._deltas = 0
 
     def observe(self, chunk: Any) -> bool:
-        """Once per chunk, so it reads as little as it can: the tier is read from the first chunk and
-        from the chunks that end a choice or carry usage (OpenAI repeats it on every chunk)."""
+        """Once per chunk, so it reads as little as it can: a pydantic chunk's fields straight from its
+        `__dict__`; the tier from the first chunk and from the chunks that end a choice or carry usage
+        (OpenAI repeats it on every chunk)."""
+        stored = getattr(chunk, "__dict__", None)
+        if stored is None or "choices" not in stored:
+            stored = None
         first = self._id is None
         if first:
             self._id, self._model = text(chunk, "id"), text(chunk, "model")
-        choices = field(chunk, "choices")
+        choices = stored["choices"] if stored is not None else field(chunk, "choices")
         ending = False
         if choices:
             self._deltas += 1
@@ -174,7 +178,10 @@ class ChatStream:
                     if type(reason) is str:
                         self._finish.append(reason)
                         ending = True
-        usage = self.usage_of(chunk)
+        if stored is not None and "usage" in stored and not self.usage_elsewhere:
+            usage = stored["usage"]
+        else:  # a dict, a chunk keeping usage elsewhere (LiteLLM's), or an SDK's other place (groq's)
+            usage = self.usage_of(chunk)
         if first or ending or usage is not None:
             self._tier = text(chunk, "service_tier") or self._tier
         if usage is not None:
@@ -182,6 +189,9 @@ class ChatStream:
         # the chunk we asked for follows the finish reasons with no choices; hidden even when a server
         # sends its usage as null (an Azure content-filter chunk has no choices too, but comes first)
         return not (self._request.hide_usage_chunk and not choices and self._finish)
+
+    usage_elsewhere = False
+    """A subclass whose chunks carry usage somewhere else too (groq's `x_groq.usage`) reads it with `usage_of`."""
 
     @staticmethod
     def usage_of(chunk: Any) -> Any:
