@@ -51,7 +51,7 @@ def test_instrumenting_imports_no_sdk():
               "import otel_llm_cost as llm_cost\n"
               "llm_cost.instrument(tracer_provider=TracerProvider())\n"
               "print(sorted(m for m in ('openai', 'anthropic', 'google.genai', 'botocore', 'mistralai', 'cohere', "
-              "'groq', 'ollama', 'litellm') if m in sys.modules))\n"
+              "'groq', 'ollama', 'litellm', 'aiobotocore') if m in sys.modules))\n"
               "import openai\n"
               "print(type(openai.resources.chat.completions.completions.Completions.__dict__['create']).__name__)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

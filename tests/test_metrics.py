@@ -168,3 +168,42 @@ def test_decimal_costs_sum_exactly_in_totals(wired, openai_client, fake):
     cost = _points(_metrics(reader)["gen_ai.client.operation.cost"])[0]
     per_call = Decimal(333) * Decimal("0.15") / 10**6 + Decimal(77) * Decimal("0.6") / 10**6
     assert cost.sum == pytest.approx(float(per_call * 3), rel=1e-12)
+
+
+def test_summed_counters_reach_every_reader_exactly_and_in_the_same_collection(tracer_provider, settings,
+                                                                              openai_client, fake):
+    """Counter increments are summed between collections (one SDK measurement per series): every call is
+    still counted, in the first collection after it, by each reader, from any number of threads."""
+    import threading
+
+    from otel_llm_cost import _state
+
+    first, second = InMemoryMetricReader(), InMemoryMetricReader()
+    processor = CostSpanProcessor(guard=None)
+    processor.add_listener(CostMetrics(MeterProvider(metric_readers=[first, second])).record)
+    tracer_provider.add_span_processor(processor)
+    instrument(tracer_provider=tracer_provider)
+    fake.set_model("gpt-4o", input_tokens=1_000, output_tokens=100)
+    try:
+        def calls(n: int) -> None:
+            for _ in range(n):
+                openai_client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+        threads = [threading.Thread(target=calls, args=(10,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        def totals(reader) -> tuple[int, dict]:
+            m = _metrics(reader)
+            tokens = {p.attributes["llm_cost.token.type"]: p.value for p in _points(m["llm_cost.tokens"])}
+            return sum(p.value for p in _points(m["llm_cost.calls"])), tokens
+
+        assert totals(first) == (40, {"input": 40_000, "output": 4_000})  # flushed by this very collection
+        calls(2)
+        assert totals(second) == (42, {"input": 42_000, "output": 4_200})  # the other reader, cumulative
+        assert totals(first) == (42, {"input": 42_000, "output": 4_200})
+    finally:
+        uninstrument()
+        _state.set_budget_hook(None)
