@@ -159,12 +159,20 @@ class ChatStream:
         self._deltas = 0
 
     def observe(self, chunk: Any) -> bool:
-        """Once per chunk, so it reads as little as it can: a pydantic chunk's fields straight from its
-        `__dict__`; the tier from the first chunk and from the chunks that end a choice or carry usage
-        (OpenAI repeats it on every chunk)."""
+        """Once per chunk, so it reads as little as it can. Nearly every chunk is one choice's delta,
+        neither the first, nor a finish, nor carrying usage: for those (as SDK objects) it only counts."""
         stored = getattr(chunk, "__dict__", None)
-        if stored is None or "choices" not in stored:
-            stored = None
+        if stored is not None and self._id is not None and not self.usage_elsewhere:
+            choices = stored.get("choices")
+            if type(choices) is list and len(choices) == 1 and stored.get("usage", "") is None \
+                    and getattr(choices[0], "finish_reason", "") is None:  # usage stored elsewhere: not here
+                self._deltas += 1
+                return True
+        return self._observe(chunk, stored if stored is not None and "choices" in stored else None)
+
+    def _observe(self, chunk: Any, stored: dict[str, Any] | None) -> bool:
+        """Any chunk: a pydantic chunk's fields straight from its `__dict__` (`stored`); the tier from the
+        first chunk and from the chunks that end a choice or carry usage (OpenAI repeats it on every chunk)."""
         first = self._id is None
         if first:
             self._id, self._model = text(chunk, "id"), text(chunk, "model")
