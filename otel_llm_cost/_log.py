@@ -10,23 +10,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Hashable
 
-_seen: OrderedDict[Hashable, None] = OrderedDict()
+from otel_llm_cost._bounded import Bounded
+
+_seen: Bounded[Hashable, None] = Bounded(4096)
 _lock = threading.Lock()
-_MAX_KINDS = 4096
 
 
 def _first_time(kind: Hashable) -> bool:
     with _lock:
-        if kind in _seen:
-            _seen.move_to_end(kind)
-            return False
-        _seen[kind] = None
-        if len(_seen) > _MAX_KINDS:
-            _seen.popitem(last=False)
-        return True
+        known = kind in _seen
+        _seen.put(kind, None, refresh=True)  # a kind that keeps recurring is never the one forgotten
+        return not known
 
 
 def warn_once(logger: logging.Logger, kind: Hashable, message: str, *args: object) -> None:

@@ -26,6 +26,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from otel_llm_cost import attributes as attr
+from otel_llm_cost._bounded import Bounded
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.instrumentation._call import SCOPE_NAME
 from otel_llm_cost.pricing import PriceBook, default_price_book
@@ -60,25 +61,17 @@ class _Open:
         self.totals: Any = None
 
 
-class _BoundedSet:
+class _BoundedSet(Bounded[int, None]):
     """Recently seen span ids, oldest forgotten first, so memory stays bounded on a busy process."""
 
-    __slots__ = ("_items", "_limit")
-
     def __init__(self, limit: int = _SEEN_LIMIT) -> None:
-        self._items: OrderedDict[int, None] = OrderedDict()
-        self._limit = limit
+        super().__init__(limit)
 
     def add(self, item: int) -> None:
-        self._items[item] = None
-        if len(self._items) > self._limit:
-            self._items.popitem(last=False)
+        self.put(item, None)
 
     def discard(self, item: int) -> None:
-        self._items.pop(item, None)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
+        self.pop(item, None)
 
 
 class CostSpanProcessor(SpanProcessor):

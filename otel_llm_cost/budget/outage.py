@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
 
+from otel_llm_cost._bounded import Bounded
 from otel_llm_cost._log import Incident
 from otel_llm_cost.budget.stores import BudgetStore, Claim, Refusal, Reservation, StoreUnavailable
 
@@ -64,9 +65,8 @@ class OutageBuffer:
         self.on_failure = on_failure
         self._pending: deque[_Write] = deque()
         self._max_pending = max_pending
-        self._last: OrderedDict[Slot, tuple[Decimal, Decimal]] = OrderedDict()
-        self._last_keys: OrderedDict[tuple[str, str], list[tuple[str, Decimal, Decimal]]] = OrderedDict()
-        self._max_remembered = max_remembered
+        self._last: Bounded[Slot, tuple[Decimal, Decimal]] = Bounded(max_remembered)
+        self._last_keys: Bounded[tuple[str, str], list[tuple[str, Decimal, Decimal]]] = Bounded(max_remembered)
         self._lock = threading.Lock()
         self._replay_lock = threading.Lock()
         self.dropped = 0
@@ -204,12 +204,9 @@ class OutageBuffer:
         dropped = f", {self.dropped} lost to a full queue" if self.dropped else ""
         return f"queued spend applied{dropped}"
 
-    def _remember(self, table: OrderedDict, key: object, value: object) -> None:  # type: ignore[type-arg]
+    def _remember(self, table: Bounded, key: object, value: object) -> None:  # type: ignore[type-arg]
         with self._lock:
-            table[key] = value
-            table.move_to_end(key)
-            if len(table) > self._max_remembered:
-                table.popitem(last=False)
+            table.put(key, value, refresh=True)
 
 
 def buffered(store: BudgetStore, on_failure: str) -> BudgetStore:

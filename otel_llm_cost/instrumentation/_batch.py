@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +22,7 @@ from opentelemetry.trace import SpanKind
 
 from otel_llm_cost import _state
 from otel_llm_cost import attributes as attr
+from otel_llm_cost._bounded import Bounded
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.context import current_session
 from otel_llm_cost.estimate import worst_case_usage
@@ -48,16 +48,14 @@ class _Seen:
     """(provider, batch, custom id) of results already counted, oldest forgotten beyond the limit."""
 
     def __init__(self) -> None:
-        self._keys: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._keys: Bounded[tuple[str, str, str], None] = Bounded(_SEEN_LIMIT)
         self._lock = threading.Lock()
 
     def first_time(self, key: tuple[str, str, str]) -> bool:
         with self._lock:
             if key in self._keys:
                 return False
-            self._keys[key] = None
-            if len(self._keys) > _SEEN_LIMIT:
-                self._keys.popitem(last=False)
+            self._keys.put(key, None)
             return True
 
 

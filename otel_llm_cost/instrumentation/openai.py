@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from otel_llm_cost import _state
+from otel_llm_cost._bounded import Bounded
 from otel_llm_cost.instrumentation._batch import (
     BatchRecorder,
     BatchRequest,
@@ -434,24 +435,16 @@ SPEECH = Endpoint(_read_speech_request, _read_speech_response)
 
 # --- Batch API: results priced at the batch rate when the app reads the output file ---
 
-_BATCH_OF_FILE: dict[str, str] = {}
-"""Output file id -> batch id, learned when the app retrieves a batch (bounded)."""
-_BATCH_INPUT_COST: dict[str, Decimal] = {}
-"""Uploaded batch input file id -> its worst case, to check at `batches.create` (bounded)."""
-_MAX_REMEMBERED_FILES = 10_000
-
-
-def _remember(table: dict[str, Any], key: str, value: Any) -> None:
-    """Store in a table of files, forgetting the oldest beyond the bound."""
-    if len(table) >= _MAX_REMEMBERED_FILES:
-        table.pop(next(iter(table)))
-    table[key] = value
+_BATCH_OF_FILE: Bounded[str, str] = Bounded(10_000)
+"""Output file id -> batch id, learned when the app retrieves a batch."""
+_BATCH_INPUT_COST: Bounded[str, Decimal | None] = Bounded(10_000)
+"""Uploaded batch input file id -> its worst case, to check at `batches.create`."""
 
 
 def _remember_batch(ctx: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any], batch: Any) -> Any:
     output, batch_id = text(batch, "output_file_id"), text(batch, "id")
     if output and batch_id:
-        _remember(_BATCH_OF_FILE, output, batch_id)
+        _BATCH_OF_FILE.put(output, batch_id)
     return batch
 
 
@@ -510,8 +503,7 @@ def _adopt_batch_upload(ctx: Any, instance: Any, args: tuple[Any, ...], kwargs: 
         return uploaded
     raw = _upload_bytes(kwargs.get("file"))
     if raw is not None:
-        _remember(_BATCH_INPUT_COST, file_id,
-                  batch_worst_case(ctx, _route(instance).provider, _batch_input_requests(raw)))
+        _BATCH_INPUT_COST.put(file_id, batch_worst_case(ctx, _route(instance).provider, _batch_input_requests(raw)))
     return uploaded
 
 
