@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from typing import Any
 
@@ -99,45 +99,13 @@ class Usage:
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(
-            input_tokens=self.input_tokens + other.input_tokens,
-            output_tokens=self.output_tokens + other.output_tokens,
-            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
-            cache_write_5m_tokens=self.cache_write_5m_tokens + other.cache_write_5m_tokens,
-            cache_write_1h_tokens=self.cache_write_1h_tokens + other.cache_write_1h_tokens,
-            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
-            input_audio_tokens=self.input_audio_tokens + other.input_audio_tokens,
-            output_audio_tokens=self.output_audio_tokens + other.output_audio_tokens,
-            web_search_requests=self.web_search_requests + other.web_search_requests,
-            input_image_tokens=self.input_image_tokens + other.input_image_tokens,
-            audio_seconds=self.audio_seconds + other.audio_seconds,
-            input_characters=self.input_characters + other.input_characters,
-            rerank_searches=self.rerank_searches + other.rerank_searches,
-            images=self.images + other.images,
-            image_kind=self.image_kind or other.image_kind,
-            complete=self.complete and other.complete,
-        )
+        return Usage(**{name: getattr(self, name) + getattr(other, name) for name in _COUNTS},
+                     image_kind=self.image_kind or other.image_kind, complete=self.complete and other.complete)
 
     def times(self, count: int) -> Usage:
         """The usage of `count` calls like this one (unanswered attempts, each charged the worst case)."""
-        return Usage(
-            input_tokens=self.input_tokens * count,
-            output_tokens=self.output_tokens * count,
-            cache_read_tokens=self.cache_read_tokens * count,
-            cache_write_5m_tokens=self.cache_write_5m_tokens * count,
-            cache_write_1h_tokens=self.cache_write_1h_tokens * count,
-            reasoning_tokens=self.reasoning_tokens * count,
-            input_audio_tokens=self.input_audio_tokens * count,
-            output_audio_tokens=self.output_audio_tokens * count,
-            web_search_requests=self.web_search_requests * count,
-            input_image_tokens=self.input_image_tokens * count,
-            audio_seconds=self.audio_seconds * count,
-            input_characters=self.input_characters * count,
-            rerank_searches=self.rerank_searches * count,
-            images=self.images * count,
-            image_kind=self.image_kind,
-            complete=self.complete,
-        )
+        return Usage(**{name: getattr(self, name) * count for name in _COUNTS}, image_kind=self.image_kind,
+                     complete=self.complete)
 
     def checked(self) -> Usage:
         """Clamp subsets to their totals; a clamp marks the usage incomplete."""
@@ -157,6 +125,9 @@ class Usage:
             complete=False,
         )
 
+
+_COUNTS: tuple[str, ...] = tuple(f.name for f in fields(Usage) if f.name not in ("image_kind", "complete"))
+"""The fields that are counts: what adding two usages or multiplying one adds up or multiplies."""
 
 MAX_PLAUSIBLE_TOKENS = 100_000_000
 """No single call reads or writes more tokens than this: ten times the largest context window sold
