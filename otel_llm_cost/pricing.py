@@ -19,6 +19,7 @@ multiplications. `tests/test_pricing_matches_genai_prices.py` proves that arithm
 
 from __future__ import annotations
 
+import functools
 import json
 from copy import copy
 import logging
@@ -479,7 +480,9 @@ def load_regional_premiums() -> list[RegionalPremium]:
             for entry in _corrections_data().get("regional_premium", [])]
 
 
+@functools.cache
 def _corrections_data() -> dict[str, Any]:
+    """The bundled corrections file, parsed once: corrections, regional premiums and added models read it."""
     return tomllib.loads(resources.files("otel_llm_cost").joinpath("data/corrections.toml").read_text("utf-8"))
 
 
