@@ -146,9 +146,6 @@ def _read_invoke_request(client: Any, args: tuple[Any, ...], kwargs: dict[str, A
     if params is None:
         return None
     body = _invoke_body(params)
-    if _is_embedding(params):  # Titan `inputText`, Cohere `texts`: input only
-        return _request(params, kwargs, operation="embeddings", max_tokens=0,
-                        prompt=body.get("inputText") or body.get("texts") or params.get("body"))
     return _request(
         params,
         kwargs,
@@ -231,8 +228,18 @@ class _InvokeStream:
         return Outcome(usage=usage_from_bedrock_converse(counts))
 
 
+def _read_embedding_request(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request | None:
+    """InvokeModel of an embedding model (`_endpoint` routes it here): Titan `inputText`, Cohere `texts`."""
+    params = _params(client, args, kwargs)
+    if params is None:
+        return None
+    body = _invoke_body(params)
+    return _request(params, kwargs, operation="embeddings", max_tokens=0,
+                    prompt=body.get("inputText") or body.get("texts") or params.get("body"))
+
+
 INVOKE_MODEL = Endpoint(_read_invoke_request, _read_invoke_response, _InvokeStream, stream_key="body")
-INVOKE_EMBEDDING = Endpoint(_read_invoke_request, lambda response: _read_invoke_response(response, writes=False))
+INVOKE_EMBEDDING = Endpoint(_read_embedding_request, lambda response: _read_invoke_response(response, writes=False))
 
 _ENDPOINTS = {
     "Converse": CONVERSE,
@@ -245,7 +252,7 @@ _ENDPOINTS = {
 def _endpoint(args: tuple[Any, ...]) -> Endpoint | None:
     """The endpoint of an operation (`_make_api_call(name, params)`), or None for every other AWS call."""
     endpoint = _ENDPOINTS.get(args[0]) if args else None
-    if endpoint is INVOKE_MODEL and args[0] == "InvokeModel" and isinstance(args[1], dict) and _is_embedding(args[1]):
+    if endpoint is INVOKE_MODEL and isinstance(args[1], dict) and _is_embedding(args[1]):
         return INVOKE_EMBEDDING
     return endpoint
 
