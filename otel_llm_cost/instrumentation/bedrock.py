@@ -252,7 +252,7 @@ _ENDPOINTS = {
 def _endpoint(args: tuple[Any, ...]) -> Endpoint | None:
     """The endpoint of an operation (`_make_api_call(name, params)`), or None for every other AWS call."""
     endpoint = _ENDPOINTS.get(args[0]) if args else None
-    if endpoint is INVOKE_MODEL and isinstance(args[1], dict) and _is_embedding(args[1]):
+    if endpoint is INVOKE_MODEL and len(args) > 1 and isinstance(args[1], dict) and _is_embedding(args[1]):
         return INVOKE_EMBEDDING
     return endpoint
 
