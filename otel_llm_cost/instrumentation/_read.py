@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import wave
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any, BinaryIO
 
@@ -101,26 +102,36 @@ def asking_stream_usage(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
 _MILLISECOND = Decimal("0.001")
 
 
-def wav_seconds(upload: Any) -> Decimal | None:
-    """The length of an audio upload that is a WAV file (bytes, a `(name, content, ...)` tuple, a path, or a
-    seekable file, put back where it was), read from its header alone; None for any other format."""
+@contextlib.contextmanager
+def upload_handle(upload: Any, *, app_files: bool = False) -> Iterator[BinaryIO | None]:
+    """A binary handle on a file an SDK uploads: bytes, a `(name, content, ...)` tuple or a path; with
+    `app_files`, also the app's own seekable file, put back where it was. None for anything else (a
+    stream we could only consume). Opening a path may raise `OSError`."""
     if isinstance(upload, tuple) and len(upload) >= 2:
         upload = upload[1]
+    if isinstance(upload, (bytes, bytearray)):
+        yield io.BytesIO(upload)
+    elif isinstance(upload, os.PathLike):
+        with open(upload, "rb") as handle:
+            yield handle
+    elif app_files and callable(getattr(upload, "seekable", None)) and upload.seekable():
+        position = upload.tell()
+        try:
+            yield upload
+        finally:
+            upload.seek(position)
+    else:
+        yield None
+
+
+def wav_seconds(upload: Any) -> Decimal | None:
+    """The length of an audio upload that is a WAV file (any `upload_handle`, the app's seekable file
+    included), read from its header alone; None for any other format."""
     try:
-        if isinstance(upload, (bytes, bytearray)):
-            return _wav_length(io.BytesIO(upload))
-        if isinstance(upload, os.PathLike):
-            with open(upload, "rb") as handle:
-                return _wav_length(handle)
-        if callable(getattr(upload, "seekable", None)) and upload.seekable():
-            position = upload.tell()
-            try:
-                return _wav_length(upload)
-            finally:
-                upload.seek(position)
+        with upload_handle(upload, app_files=True) as handle:
+            return _wav_length(handle) if handle is not None else None
     except Exception:  # on bytes that are not quite WAV, `wave` raises RuntimeError, struct.error, EOFError...
         return None
-    return None
 
 
 def _wav_length(handle: BinaryIO) -> Decimal | None:

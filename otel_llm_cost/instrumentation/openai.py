@@ -32,6 +32,7 @@ from otel_llm_cost.instrumentation._read import (
     given_int,
     given_str,
     text,
+    upload_handle,
     wav_seconds,
 )
 from otel_llm_cost.providers import Route, reported_cost, route_of
@@ -469,19 +470,11 @@ def _batch_line(line: Any) -> BatchResult | None:
 def _upload_bytes(upload: Any) -> bytes | None:
     """The bytes of an upload given as bytes, a (name, bytes, ...) tuple or a path. A file object is
     never read here: that would consume the app's stream before the SDK sends it."""
-    import os
-
-    if isinstance(upload, tuple) and len(upload) >= 2:
-        upload = upload[1]
-    if isinstance(upload, (bytes, bytearray)):
-        return bytes(upload)
-    if isinstance(upload, os.PathLike):
-        try:
-            with open(upload, "rb") as handle:
-                return handle.read()
-        except OSError:
-            return None
-    return None
+    try:
+        with upload_handle(upload) as handle:
+            return handle.read() if handle is not None else None
+    except OSError:
+        return None
 
 
 def _batch_input_requests(raw: bytes) -> list[BatchRequest]:
