@@ -1,8 +1,9 @@
 """`Bounded`: an insertion-ordered map that forgets its oldest entries beyond a limit.
 
 Whatever remembers something per span, batch, file, budget key or kind of warning keeps memory bounded
-with one of these, however long the process runs and whatever the workload sends it. Not thread-safe
-on its own: its owner locks where several threads write.
+with one of these, however long the process runs and whatever the workload sends it. Each operation is
+atomic, but a `put` is two of them: threads that put without a lock may evict an entry more than
+needed (a cache can afford that); an owner that counts on every entry locks around it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from otel_llm_cost._bounded import Bounded
+
 __all__ = ["field", "dig"]
 
 _MISSING = object()
@@ -36,7 +38,7 @@ def field(obj: Any, name: str) -> Any:
     return value
 
 
-_ONLY_EXTRA: dict[tuple[type, str], bool] = {}
+_ONLY_EXTRA: Bounded[tuple[type, str], bool] = Bounded(10_000)
 
 
 def _only_extra(cls: type, name: str) -> bool:
@@ -46,8 +48,7 @@ def _only_extra(cls: type, name: str) -> bool:
     known = _ONLY_EXTRA.get(key)
     if known is None:
         known = getattr(cls, "__pydantic_fields__", None) is not None and getattr(cls, name, None) is None
-        if len(_ONLY_EXTRA) < 10_000:
-            _ONLY_EXTRA[key] = known
+        _ONLY_EXTRA.put(key, known)
     return known
 
 

@@ -24,6 +24,7 @@ from opentelemetry.metrics import CallbackOptions, Counter, MeterProvider, Obser
 from opentelemetry.sdk.trace import ReadableSpan
 
 from otel_llm_cost import attributes as attr
+from otel_llm_cost._bounded import Bounded
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.sessions import CallRecord
 
@@ -41,7 +42,7 @@ _COMMON = (_PROVIDER, _OPERATION, _REQUEST_MODEL, _RESPONSE_MODEL) = (
     attr.GEN_AI_PROVIDER_NAME, attr.GEN_AI_OPERATION_NAME, attr.GEN_AI_REQUEST_MODEL, attr.GEN_AI_RESPONSE_MODEL)
 _MAX_SERIES = 10_000
 """Attribute sets kept for reuse; beyond this (a cardinality the SDK itself caps at 2,000 a metric) the
-cache starts over rather than grow."""
+oldest are rebuilt when next needed rather than the cache growing."""
 
 
 class _PendingSums:
@@ -83,7 +84,7 @@ class CostMetrics:
         meter = meter_provider.get_meter("otel_llm_cost", __version__)
         self._guard = guard
         self._tags = tuple(metric_tags)
-        self._attribute_sets: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._attribute_sets: Bounded[tuple[Any, ...], dict[str, Any]] = Bounded(_MAX_SERIES)
         self._pending = _PendingSums()
         self.token_usage = meter.create_histogram(
             attr.METRIC_TOKEN_USAGE, unit="{token}", description="Tokens used per call, by input and output.",
@@ -162,9 +163,7 @@ class CostMetrics:
                 if value is not None:
                     found[attr.LLM_COST_TAG_PREFIX + tag] = value
             found.update(pair for pair in extra if pair is not None)
-            if len(self._attribute_sets) >= _MAX_SERIES:
-                self._attribute_sets.clear()
-            self._attribute_sets[key] = found
+            self._attribute_sets.put(key, found)
         return found
 
     # --- budgets (observed at each collection) ---
