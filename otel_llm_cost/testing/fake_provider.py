@@ -302,9 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.html:
             return self._send_bytes(200, b"<html><body><h1>Sign in to continue</h1></body></html>", "text/html")
         if self.state.reject_stream_options and "stream_options" in body:
-            return self._send_json(400, {"error": {
-                "message": "Unrecognized request argument supplied: stream_options",
-                "type": "invalid_request_error", "param": None, "code": None}})
+            return self._invalid_request("Unrecognized request argument supplied: stream_options")
         if fault and fault.reset_mid_body:
             return self._reset_mid_body()
         try:
@@ -363,6 +361,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _invalid_request(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        """OpenAI's 400 for a request it refuses: nothing is billed."""
+        self._send_json(400, {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                        "code": code}})
 
     def _send_sse(self, events: Iterator[tuple[str | None, Any]], fault: Fault | None) -> None:
         def frames() -> Iterator[bytes]:
@@ -523,9 +526,8 @@ class _Handler(BaseHTTPRequestHandler):
             sizes = _DALLE_SIZES["dall-e-3" if model == "dall-e-3" else "dall-e-2"]
             size = body.get("size") or "1024x1024"
             if size not in sizes or (model == "dall-e-3" and count != 1):
-                return self._send_json(400, {"error": {
-                    "message": f"Invalid size {size!r} or n={count} for {model}.", "type": "invalid_request_error",
-                    "param": "size", "code": "invalid_value"}})
+                return self._invalid_request(f"Invalid size {size!r} or n={count} for {model}.", "size",
+                                             "invalid_value")
             return self._send_json(200, {"created": int(time.time()),
                                          "data": [{"url": f"https://fake.invalid/{i}.png"} for i in range(count)]})
         usage = {"input_tokens": input_tokens, "output_tokens": output, "total_tokens": input_tokens + output,
@@ -556,8 +558,7 @@ class _Handler(BaseHTTPRequestHandler):
         seconds = body.get("audio_seconds") or 42.5
         translation = path.endswith("/translations")
         if translation and model != "whisper-1":
-            return self._send_json(400, {"error": {"message": f"Model {model} is not supported for translations.",
-                                                   "type": "invalid_request_error", "param": "model", "code": None}})
+            return self._invalid_request(f"Model {model} is not supported for translations.", "model")
         if model == "whisper-1":
             usage: dict[str, Any] = {"type": "duration", "seconds": seconds}
         else:
@@ -589,9 +590,7 @@ class _Handler(BaseHTTPRequestHandler):
         model, text = str(body.get("model", "")), str(body.get("input", ""))
         sse = body.get("stream_format") == "sse"
         if sse and model.startswith("tts-1"):
-            return self._send_json(400, {"error": {"message": f"stream_format 'sse' is not supported for {model}.",
-                                                   "type": "invalid_request_error", "param": "stream_format",
-                                                   "code": None}})
+            return self._invalid_request(f"stream_format 'sse' is not supported for {model}.", "stream_format")
         audio = b"ID3\x04\x00" + bytes(len(text) * 8)
         if not sse:
             return self._send_bytes(200, audio, "audio/mpeg")
@@ -721,7 +720,8 @@ class _Handler(BaseHTTPRequestHandler):
             "id": str(uuid.uuid4()),
             "results": [{"index": i, "relevance_score": round(1 - i / (len(documents) + 1), 4)}
                         for i in range(min(top, len(documents)))],
-            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": max(1, -(-len(documents) // 100))}},
+            "meta": {"api_version": {"version": "2"},
+                     "billed_units": {"search_units": max(1, -(-len(documents) // 100))}},
         })
 
     # --- Anthropic ---
