@@ -57,10 +57,8 @@ def available_modes() -> list[str]:
 # --- the child: one mode, timed ---
 
 
-def _providers() -> tuple[Any, Any, Any]:
-    from opentelemetry import metrics, trace
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+def dropping_tracer_provider() -> Any:
+    """A tracer provider whose spans go through a span processor to an exporter that drops them."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
@@ -68,8 +66,18 @@ def _providers() -> tuple[Any, Any, Any]:
         def export(self, spans: Any) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Drop()))
+    return provider
+
+
+def _providers() -> tuple[Any, Any, Any]:
+    """A child's global providers: spans dropped, metrics read in memory."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    tracer_provider = dropping_tracer_provider()
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
     trace.set_tracer_provider(tracer_provider)
@@ -272,8 +280,6 @@ def measure_lifecycle(n: int = 20_000, batches: int = 10) -> dict[str, dict[str,
     """Median µs per call of each way, the SDK call replaced by a ready response; batches interleaved."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
     from opentelemetry.trace import SpanKind
 
     from otel_llm_cost import _state
@@ -284,26 +290,17 @@ def measure_lifecycle(n: int = 20_000, batches: int = 10) -> dict[str, dict[str,
     from otel_llm_cost.metrics import CostMetrics
     from otel_llm_cost.processor import CostSpanProcessor
 
-    class Drop(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    def tracer_provider() -> TracerProvider:
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(Drop()))
-        return provider
-
     response, chunks = ready_responses()
     reader = InMemoryMetricReader()
-    ours = tracer_provider()
+    ours = dropping_tracer_provider()
     guard = BudgetGuard(MemoryStore())
     processor = CostSpanProcessor(guard=guard)
     processor.add_listener(CostMetrics(MeterProvider(metric_readers=[reader]), guard).record)
     ours.add_span_processor(processor)
     _state.set_budget_hook(guard)
     wrapper = wrap_endpoint(CallContext(tracer=ours.get_tracer(SCOPE_NAME)), CHAT, is_async=False)
-    bare = tracer_provider().get_tracer("bench")
-    floor = _Floor(tracer_provider(), MeterProvider(metric_readers=[InMemoryMetricReader()]),
+    bare = dropping_tracer_provider().get_tracer("bench")
+    floor = _Floor(dropping_tracer_provider(), MeterProvider(metric_readers=[InMemoryMetricReader()]),
                    floor_attributes(response))
     workloads = {
         "non-stream": ({"model": "gpt-4o", "messages": MESSAGES}, lambda **_: response, lambda r: r, n),
