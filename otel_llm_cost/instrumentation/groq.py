@@ -23,7 +23,6 @@ def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 
 class _GroqChatStream(ChatStream):
     __slots__ = ()
-    usage_elsewhere = True
 
     @staticmethod
     def usage_of(chunk: Any) -> Any:

@@ -201,7 +201,12 @@ class ChatStream:
         return not (self._request.hide_usage_chunk and not choices and self._finish)
 
     usage_elsewhere = False
-    """A subclass whose chunks carry usage somewhere else too (groq's `x_groq.usage`) reads it with `usage_of`."""
+    """True for a subclass whose `usage_of` looks elsewhere too (groq's `x_groq.usage`): its chunks' usage
+    is always read through it. Set from the class itself, so no subclass can forget it."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.usage_elsewhere = cls.usage_of is not ChatStream.usage_of
 
     @staticmethod
     def usage_of(chunk: Any) -> Any:
