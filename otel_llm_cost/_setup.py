@@ -128,7 +128,8 @@ def _open_ledger(settings: Settings, processor: CostSpanProcessor) -> Any:
     from otel_llm_cost.ledger import Ledger, LedgerOpenError, open_backend
 
     try:
-        ledger = Ledger(open_backend(settings.ledger))
+        ledger = Ledger(open_backend(settings.ledger), exit_timeout=settings.ledger_exit_timeout,
+                        spool_dir=settings.ledger_spool)
     except LedgerOpenError as error:
         raise ConfigError(f"{LEDGER}={settings.ledger!r} cannot be used: {error}") from None
     processor.add_listener(ledger.record, flush=ledger.flush, shutdown=ledger.shutdown)

@@ -1,18 +1,33 @@
 """One SQLite connection per thread, set up for several processes sharing the file: WAL (readers go on
 while one process writes), NORMAL sync (durable at each checkpoint, fast), and a long busy timeout.
-Used by the budget store and the usage ledger."""
+Used by the budget store and the usage ledger.
+
+A connection never crosses a fork (SQLite forbids using one in two processes): a forked child starts
+with no connection and opens its own. The parent's stay referenced in the child, so the child never
+finalises them either."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import os
 import time
+import weakref
 from pathlib import Path
+from typing import Any
+
+_every: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()
+_inherited: list[Any] = []
 
 
 class ThreadConnections:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
+        _every.add(self)
+
+    def _forget_after_fork(self) -> None:
+        _inherited.append(self._local)
         self._local = threading.local()
 
     def get(self) -> sqlite3.Connection:
@@ -49,3 +64,11 @@ def _switch_to_wal(connection: sqlite3.Connection, patience: float = 30.0) -> No
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def _after_fork_in_child() -> None:
+    for connections in list(_every):
+        connections._forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

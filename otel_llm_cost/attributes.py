@@ -57,6 +57,8 @@ GEN_AI_USAGE_COST_COMPAT: Final = "gen_ai.usage.cost"  # read by Langfuse and Op
 # --- our extensions ---
 LLM_COST_COST_INPUT: Final = "llm_cost.cost.input"
 LLM_COST_COST_OUTPUT: Final = "llm_cost.cost.output"
+LLM_COST_COST_REPORTED: Final = "llm_cost.cost.reported"
+"""A cost the response reported but that was not believed (over the plausibility ratio): kept for the record."""
 LLM_COST_PRICING_SOURCE: Final = "llm_cost.pricing.source"
 LLM_COST_PRICING_MODEL: Final = "llm_cost.pricing.model"
 LLM_COST_USAGE_ESTIMATED: Final = "llm_cost.usage.estimated"
@@ -95,7 +97,9 @@ METRIC_BUDGET_REMAINING: Final = "llm_cost.budget.remaining"
 METRIC_BUDGET_UTILIZATION: Final = "llm_cost.budget.utilization"
 METRIC_BUDGET_BLOCKED: Final = "llm_cost.budget.blocked"
 METRIC_LEDGER_DROPPED: Final = "llm_cost.ledger.dropped"
-"""Ledger rows dropped because the writer's queue was full."""
+"""Ledger rows lost: the writer's queue was full, or the database refused the row itself."""
+METRIC_LEDGER_SPOOLED: Final = "llm_cost.ledger.spooled"
+"""Ledger rows written to a spool file (the database was down) for a later process to write."""
 METRIC_BUDGET_EXHAUSTED_KEYS: Final = "llm_cost.budget.exhausted_keys"
 
 # --- metric attribute names ---

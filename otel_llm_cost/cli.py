@@ -215,40 +215,80 @@ def _ledger_url(args: argparse.Namespace) -> str:
     return str(url)
 
 
-def _open_ledger(url: str) -> Any:
-    from otel_llm_cost.ledger import LedgerOpenError, open_backend
+def _open_ledger(url: str, *, create: bool = False) -> Any:
+    """Reading never creates a ledger: a file that is not there is an error, not an empty report."""
+    from otel_llm_cost.ledger import LedgerOpenError, open_backend, redacted
 
     try:
-        return open_backend(url)
+        return open_backend(url, create=create)
     except LedgerOpenError as error:
-        raise CliError(f"--ledger {url!r} cannot be used: {error}") from None
+        raise CliError(f"--ledger {redacted(url)!r} cannot be used: {error}") from None
+
+
+def _report_error(error: Exception) -> CliError:
+    """A report argument error in the CLI's words: `since=...` becomes `--since=...`."""
+    return CliError(f"--{error}" if str(error).split("=", 1)[0] in ("since", "until", "by", "format") else str(error))
 
 
 def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
-    from otel_llm_cost.ledger.report import ReportError, usage_report
+    from otel_llm_cost.ledger.report import ReportError, parse_range, usage_report
 
+    try:
+        parse_range(args.since, args.until)  # a bad range is reported before the ledger is opened
+    except ReportError as error:
+        raise _report_error(error) from None
     backend = _open_ledger(_ledger_url(args))
     try:
         report = usage_report(args.since, args.until, by=args.by, ledger=backend)
-        print(report.format(args.format))
+        text = report.format(args.format, raw=args.raw)
     except ReportError as error:
-        raise CliError(str(error)) from None
+        raise _report_error(error) from None
+    finally:
+        backend.close()
+    sys.stdout.write(text if args.format == "csv" else text + "\n")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace, book: PriceBook) -> int:
+    from otel_llm_cost.ledger.report import ReportError, export_rows, format_rows, parse_range
+
+    try:
+        parse_range(args.since, args.until)
+    except ReportError as error:
+        raise _report_error(error) from None
+    backend = _open_ledger(_ledger_url(args))
+    try:
+        for line in format_rows(export_rows(args.since, args.until, ledger=backend), args.format, raw=args.raw):
+            sys.stdout.write(line)
+    except ReportError as error:
+        raise _report_error(error) from None
     finally:
         backend.close()
     return 0
 
 
-def _cmd_export(args: argparse.Namespace, book: PriceBook) -> int:
-    from otel_llm_cost.ledger.report import ReportError, export_rows, format_rows
+def _cmd_ledger_replay(args: argparse.Namespace, book: PriceBook) -> int:
+    """Write the rows that processes spooled while the ledger was down."""
+    from otel_llm_cost.ledger import Ledger, redacted
 
-    backend = _open_ledger(_ledger_url(args))
+    url = _ledger_url(args)
+    spool = args.spool or args.settings.ledger_spool
+    ledger = Ledger(_open_ledger(url, create=True), spool_dir=Path(spool) if spool else None, exit_timeout=0)
     try:
-        for line in format_rows(export_rows(args.since, args.until, ledger=backend), args.format):
-            print(line)
-    except ReportError as error:
-        raise CliError(str(error)) from None
+        waiting = ledger.spool.files()
+        if not waiting:
+            print(f"nothing to replay: no spool files for {redacted(url)} in {ledger.spool.directory}")
+            return 0
+        ledger.flush(timeout=0)
+        ledger.replay_now()
+        left = ledger.spool.files()
     finally:
-        backend.close()
+        ledger.shutdown(timeout=0)
+    if left:
+        raise CliError(f"{ledger.replayed:,} rows written; {len(left)} spool file(s) are left in "
+                       f"{ledger.spool.directory}: the ledger refused them (see the log above)")
+    print(f"{ledger.replayed:,} spooled rows written to {redacted(url)} from {len(waiting)} file(s)"
+          + (f"; {ledger.dropped:,} rows the database refused were dropped" if ledger.dropped else ""))
     return 0
 
 
@@ -279,13 +319,29 @@ def _parser() -> argparse.ArgumentParser:
     _ledger_arguments(report)
     report.add_argument("--by", default="model", metavar="KEY",
                         help="model, provider, session, user, service, job, day or tag:<key> (default: model)")
-    report.add_argument("--format", default="table", choices=("table", "json", "csv"))
+    report.add_argument("--format", default="table", choices=("table", "json", "csv"),
+                        help="table for people, json or csv (RFC 4180) for programs (default: table)")
+    report.add_argument("--raw", action="store_true", help="csv: do not prefix cells that a spreadsheet would "
+                        "run as a formula (=, +, -, @) with '")
     report.set_defaults(handler=_cmd_report)
 
     export = commands.add_parser("export", help="the usage ledger's rows, one per call")
     _ledger_arguments(export)
-    export.add_argument("--format", default="jsonl", choices=("jsonl", "csv"))
+    export.add_argument("--format", default="jsonl", choices=("jsonl", "csv"),
+                        help="jsonl: one JSON object per row; csv: RFC 4180 (default: jsonl)")
+    export.add_argument("--raw", action="store_true", help="csv: do not prefix cells that a spreadsheet would "
+                        "run as a formula (=, +, -, @) with '")
     export.set_defaults(handler=_cmd_export)
+
+    ledger = commands.add_parser("ledger", help="look after the usage ledger")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    replay = ledger_commands.add_parser("replay", help="write the rows that processes spooled to files while the "
+                                        "ledger was down at their exit")
+    replay.add_argument("--ledger", metavar="URL", help="sqlite:///path/usage.db or postgresql://... "
+                        "(default: OTEL_LLM_COST_LEDGER)")
+    replay.add_argument("--spool", metavar="DIR", help="where the spool files are (default: "
+                        "OTEL_LLM_COST_LEDGER_SPOOL, else beside a SQLite ledger or in the user cache directory)")
+    replay.set_defaults(handler=_cmd_ledger_replay)
 
     _add_demo(commands)
     return parser

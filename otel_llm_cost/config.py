@@ -37,6 +37,9 @@ COMPAT_COST_ATTRIBUTE: Final = "OTEL_LLM_COST_COMPAT_COST_ATTRIBUTE"
 MAX_SESSIONS: Final = "OTEL_LLM_COST_MAX_SESSIONS"
 PROVIDERS: Final = "OTEL_LLM_COST_PROVIDERS"
 LEDGER: Final = "OTEL_LLM_COST_LEDGER"
+LEDGER_EXIT_TIMEOUT: Final = "OTEL_LLM_COST_LEDGER_EXIT_TIMEOUT"
+LEDGER_SPOOL: Final = "OTEL_LLM_COST_LEDGER_SPOOL"
+REPORTED_COST_MAX_RATIO: Final = "OTEL_LLM_COST_REPORTED_COST_MAX_RATIO"
 
 PREFIX: Final = "OTEL_LLM_COST_"
 
@@ -78,6 +81,12 @@ class Settings:
     """Where every counted call is recorded: sqlite:///path/usage.db or postgresql://... (none: no ledger)."""
     providers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     """`host[:port]` -> provider, for hosts genai-prices does not know (a gateway, a loopback test server)."""
+    ledger_exit_timeout: float = 5.0
+    """Seconds the ledger waits at exit for a database that is down, before spooling its rows to a file."""
+    ledger_spool: Path | None = None
+    """Where unwritten ledger rows are spooled (default: beside a SQLite ledger; else the user cache dir)."""
+    reported_cost_max_ratio: Decimal = Decimal(10)
+    """A provider-reported cost above this many times our own price for the same usage is not believed."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +147,26 @@ def parse_positive_int(variable: str, raw: str) -> int:
         raise ConfigError(f"{variable}={raw!r} is not a whole number") from None
     if value <= 0:
         raise ConfigError(f"{variable}={raw!r} must be greater than zero")
+    return value
+
+
+def parse_seconds(variable: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{variable}={raw!r} must be a finite, non-negative number of seconds")
+    return value
+
+
+def parse_ratio(variable: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except (InvalidOperation, ValueError):
+        raise ConfigError(f"{variable}={raw!r} is not a number") from None
+    if not value.is_finite() or value < 1:
+        raise ConfigError(f"{variable}={raw!r} must be a finite number of at least 1")
     return value
 
 
@@ -251,6 +280,9 @@ _PARSERS: Final[dict[str, tuple[str, Any]]] = {
     "max_sessions": (MAX_SESSIONS, parse_positive_int),
     "providers": (PROVIDERS, parse_providers),
     "ledger": (LEDGER, parse_ledger),
+    "ledger_exit_timeout": (LEDGER_EXIT_TIMEOUT, parse_seconds),
+    "ledger_spool": (LEDGER_SPOOL, parse_dir),
+    "reported_cost_max_ratio": (REPORTED_COST_MAX_RATIO, parse_ratio),
 }
 
 

@@ -25,8 +25,9 @@ class SessionContext:
     session_id: str | None = None
     user_id: str | None = None
     tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    job_run: str | None = None
-    """The run of `llm_cost.track()` the call is in: what a job's budget is keyed by (never propagated)."""
+    job_runs: tuple[str, ...] = ()
+    """The runs of `llm_cost.track()` the call is in, outermost first: what job budgets are keyed by, so a
+    job's budget caps the calls of the jobs nested in it too (never propagated to other processes)."""
 
 
 _current: ContextVar[SessionContext | None] = ContextVar("otel_llm_cost_session", default=None)
@@ -47,7 +48,7 @@ def session(session_id: str | None = None, *, user_id: str | None = None, _job_r
         session_id=str(session_id) if session_id is not None else (parent.session_id if parent else None),
         user_id=str(user_id) if user_id is not None else (parent.user_id if parent else None),
         tags=MappingProxyType(merged_tags),
-        job_run=_job_run or (parent.job_run if parent else None),
+        job_runs=(parent.job_runs if parent else ()) + ((_job_run,) if _job_run else ()),
     )
     otel_ctx = context.get_current()
     if ctx.session_id is not None:

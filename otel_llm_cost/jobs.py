@@ -107,10 +107,11 @@ class Job:
         if self._budget_usd is not None:
             from otel_llm_cost import _api
             from otel_llm_cost.budget import Budget
+            from otel_llm_cost.budget.guard import budget_slot
 
-            self._budget_name = f"job {self.name}"
-            budget = Budget.create(self._budget_usd, name=self._budget_name, scope="job", key=self.run_id,
+            budget = Budget.create(self._budget_usd, name=f"job {self.name}", scope="job", key=self.run_id,
                                    where=f"track({self.name!r}, budget_usd=...)")
+            self._budget_name = budget_slot(budget)  # this run's own: another run of the same name has its own
             _api._runtime("track").guard.set(budget)
         self._bar = _Progress.open(self, self._progress_mode)
         return self

@@ -105,7 +105,10 @@ class CostMetrics:
         if ledger is not None:
             meter.create_observable_counter(
                 attr.METRIC_LEDGER_DROPPED, [lambda options: [Observation(ledger.dropped)]], unit="{row}",
-                description="Usage ledger rows dropped because the writer's queue was full.")
+                description="Usage ledger rows lost: the writer's queue was full, or the database refused the row.")
+            meter.create_observable_counter(
+                attr.METRIC_LEDGER_SPOOLED, [lambda options: [Observation(ledger.spooled)]], unit="{row}",
+                description="Usage ledger rows written to a spool file because the database was down.")
         meter.create_observable_gauge(attr.METRIC_BUDGET_LIMIT, [self._pending.flush, self._observe("limit")], unit="USD",
                                       description="Budget limit.")
         meter.create_observable_gauge(attr.METRIC_BUDGET_SPENT, [self._observe("spent")], unit="USD",

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-__all__ = ["Route", "route_for_url", "route_of", "semconv_provider", "reported_cost", "reported_cost_header",
+__all__ = ["Route", "route_for_url", "route_of", "semconv_provider", "reported_cost", "believable_cost", "reported_cost_header",
            "OLLAMA_PORT"]
 
 SEMCONV_NAMES: Final[dict[str, str]] = {
@@ -87,18 +87,31 @@ COST_HEADERS: Final = ("x-litellm-response-cost",)
 
 
 def reported_cost(value: Any) -> Decimal | None:
-    """A cost a provider or gateway reports, if it is a plausible amount of USD (finite, >= 0)."""
+    """A cost a provider or gateway reports, if it is an amount of USD at all: a finite, non-negative
+    number (`-0` is 0). Never raises, whatever the payload holds (a 400-digit integer, `NaN`, `"1e308"`);
+    whether the amount is believable next to our own price is the caller's rule (`believable_cost`)."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return Decimal(repr(value)) if math.isfinite(value) and 0 <= value < 1_000_000 else None
-    if isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int):
+            amount = Decimal(value)
+        elif isinstance(value, float):
+            amount = Decimal(repr(value))
+        elif isinstance(value, str):
             amount = Decimal(value.strip())
-        except InvalidOperation:
+        else:
             return None
-        return amount if amount.is_finite() and 0 <= amount < 1_000_000 else None
-    return None
+    except (InvalidOperation, ValueError, OverflowError):
+        return None
+    if not amount.is_finite() or amount < 0 or not math.isfinite(float(amount)):  # spans hold it as a double
+        return None
+    return amount + 0 if amount else Decimal(0)  # `-0` and `0E-12` are plain 0
+
+
+def believable_cost(reported: Decimal, local: Decimal | None, max_ratio: Decimal) -> bool:
+    """Section 9's plausibility rule: a reported amount is used only if it is no more than `max_ratio`
+    times our own price for the same usage, where we have one."""
+    return local is None or reported <= local * max_ratio
 
 
 def reported_cost_header(headers: Any) -> Decimal | None:

@@ -195,49 +195,93 @@ def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
     return spans[0]
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+class PostgresServer:
     """A real PostgreSQL server (Debian's `postgresql` package) on a free loopback port, run as a
-    non-root user as PostgreSQL requires, with an empty database; stopped and removed afterwards."""
-    import glob
-    import os
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
+    non-root user as PostgreSQL requires, with an empty database `ledger_test`. `stop()` and `start()`
+    again keep the data and the port: a database that goes down and comes back."""
 
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
-    initdb = found[-1]
-    if not initdb or not os.path.exists(initdb):
-        pytest.skip("PostgreSQL is not installed on this machine (scripts/setup.sh test installs Debian's "
-                    "postgresql package when run as root)")
-    bindir = os.path.dirname(initdb)
-    as_user: list[str] = []
-    directory = tempfile.mkdtemp(prefix="otel-llm-cost-pg-")
-    if os.getuid() == 0:  # PostgreSQL refuses to run as root
-        import pwd
+    def __init__(self) -> None:
+        import glob
+        import shutil
+        import socket
+        import tempfile
 
-        owner = pwd.getpwnam("postgres")
-        os.chown(directory, owner.pw_uid, owner.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    data, log = os.path.join(directory, "data"), os.path.join(directory, "server.log")
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb") or ""]
+        if not found[-1] or not os.path.exists(found[-1]):
+            pytest.skip("PostgreSQL is not installed on this machine (scripts/setup.sh test installs Debian's "
+                        "postgresql package when run as root)")
+        self.bindir = os.path.dirname(found[-1])
+        self.as_user: list[str] = []
+        self.directory = tempfile.mkdtemp(prefix="otel-llm-cost-pg-")
+        if os.getuid() == 0:  # PostgreSQL refuses to run as root
+            import pwd
 
-    def run(*command: str) -> None:
-        subprocess.run([*as_user, *command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
-
-    run(os.path.join(bindir, "initdb"), "-D", data, "-U", "otel", "--auth=trust", "-E", "UTF8")
-    run(os.path.join(bindir, "pg_ctl"), "-D", data, "-l", log, "-w", "-t", "60", "-o",
-        f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.directory, owner.pw_uid, owner.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.data = os.path.join(self.directory, "data")
+        self._run("initdb", "-D", self.data, "-U", "otel", "--auth=trust", "-E", "UTF8")
+        self.start()
         import psycopg
 
-        with psycopg.connect(f"postgresql://otel@127.0.0.1:{port}/postgres", autocommit=True) as connection:
+        with psycopg.connect(f"postgresql://otel@127.0.0.1:{self.port}/postgres", autocommit=True) as connection:
             connection.execute("CREATE DATABASE ledger_test")
-        yield f"postgresql://otel@127.0.0.1:{port}/ledger_test"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://otel@127.0.0.1:{self.port}/ledger_test"
+
+    def _run(self, tool: str, *args: str) -> None:
+        import subprocess
+
+        subprocess.run([*self.as_user, os.path.join(self.bindir, tool), *args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.directory, "server.log"), "-w", "-t", "60", "-o",
+                  f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        import shutil
+
+        try:
+            self.stop()
+        except Exception:
+            pass
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The session's PostgreSQL server, for the ledger contract suite."""
+    server = PostgresServer()
+    try:
+        yield server.url
     finally:
-        subprocess.run([*as_user, os.path.join(bindir, "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-        shutil.rmtree(directory, ignore_errors=True)
+        server.remove()
+
+
+class DownLedgerBackend:
+    """A ledger backend whose database is down: every write fails as a lost connection does."""
+
+    def __init__(self, url: str, error: Exception) -> None:
+        self.url = url
+        self.error = error
+
+    def write(self, rows) -> None:
+        raise self.error
+
+    def is_row_error(self, error: BaseException) -> bool:
+        return False
+
+    def after_fork(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -168,3 +168,43 @@ def test_cli_estimate_batch_uses_the_custom_pricing_file_as_a_single_estimate_do
                           timeout=60, env={**__import__("os").environ, "OTEL_LLM_COST_PRICING_FILE": str(prices)})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["price_source"] == "custom"
+
+
+def test_two_runs_with_one_name_each_keep_their_own_budget(configured, fake):
+    """Run 2 starts while run 1 is going and ends first: run 1's budget is neither replaced nor removed."""
+    import threading
+
+    first_started, second_done = threading.Event(), threading.Event()
+    results: dict[str, list] = {}
+
+    def first() -> None:
+        with llm_cost.track("nightly", progress=False, budget_usd=PER_CALL * 3) as job:
+            first_started.set()
+            second_done.wait(30)
+            results["first"] = [job, job.map(lambda _: _ask(configured), range(6), workers=1)]
+
+    def second() -> None:
+        first_started.wait(30)
+        with llm_cost.track("nightly", progress=False, budget_usd=PER_CALL * 3) as job:
+            results["second"] = [job, job.map(lambda _: _ask(configured), range(1), workers=1)]
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    (job1, outcomes1), (job2, _) = results["first"], results["second"]
+    refused = [r for r in outcomes1 if isinstance(r, llm_cost.BudgetExceededError)]
+    assert (job1.calls, len(refused), job1.cost) == (3, 3, PER_CALL * 3)
+    assert (job2.calls, job2.failed, job2.cost) == (1, 0, PER_CALL)
+    assert fake.request_count("/chat/completions") == 4 and llm_cost.budgets() == []
+
+
+def test_a_jobs_budget_caps_the_calls_of_the_jobs_nested_in_it(configured, fake):
+    with llm_cost.track("outer", progress=False, budget_usd=PER_CALL * 2) as outer:
+        with llm_cost.track("inner", progress=False, budget_usd=1) as inner:  # a bigger budget of its own
+            outcomes = inner.map(lambda _: _ask(configured), range(5), workers=1)
+    refused = [r for r in outcomes if isinstance(r, llm_cost.BudgetExceededError)]
+    assert (inner.calls, len(refused), outer.calls, outer.cost) == (2, 3, 2, PER_CALL * 2)
+    assert {r.budget for r in refused} == {"job outer"} and fake.request_count("/chat/completions") == 2

@@ -11,13 +11,15 @@ OpenAI gpt-4o $2.50 / $10 (openai.com/api/pricing); OpenRouter passes provider p
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 from dataclasses import replace
 from datetime import UTC, datetime, time
 from decimal import Decimal
 
 import openai
 import pytest
-from conftest import cost_of, only_span
+from conftest import cost_of, only_span, our_spans
 
 from otel_llm_cost import _state
 from otel_llm_cost.config import ConfigError, Settings
@@ -197,3 +199,51 @@ def test_the_azure_client_is_azure_whatever_its_host(instrumented, fake, span_ex
     span = only_span(span_exporter)
     assert span.attributes["gen_ai.provider.name"] == "azure.ai.openai"
     assert span.attributes["server.address"] == "127.0.0.1"
+
+
+HUGE = 10**400  # a 401-digit integer, valid JSON
+
+
+@pytest.mark.parametrize("reported", [{"usage_cost": HUGE}, {"usage_cost": 0.000175, "byok_upstream_cost": HUGE}])
+def test_a_reported_cost_too_big_for_a_number_leaves_the_usage_read(as_provider, fake, span_exporter, caplog, reported):
+    client = as_provider("openrouter")
+    fake.set_model("openai/gpt-4o", input_tokens=1_000, output_tokens=100, **reported)
+    with caplog.at_level(logging.WARNING, logger="otel_llm_cost"):
+        client.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES)
+    span = only_span(span_exporter)
+    assert span.attributes["gen_ai.usage.input_tokens"] == 1_000 and span.attributes["gen_ai.usage.output_tokens"] == 100
+    assert cost_of(span) == Decimal("0.0035") and span.attributes["gen_ai.usage.cost.source"] == "local"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_implausibly_high_reported_cost_is_kept_aside_and_our_price_is_used(as_provider, fake, span_exporter,
+                                                                                guard, caplog):
+    from otel_llm_cost.budget import Budget
+
+    client = as_provider("openrouter")
+    guard.set(Budget.create(1, name="monthly"))
+    fake.set_model("openai/gpt-4o", input_tokens=10, output_tokens=10, usage_cost=999_999.99)
+    with caplog.at_level(logging.WARNING, logger="otel_llm_cost"):
+        for _ in range(3):
+            client.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES, max_tokens=10)
+    ours = Decimal("0.000125")  # 10 input at $2.50/M plus 10 output at $10/M
+    spans = our_spans(span_exporter)
+    assert [cost_of(s) for s in spans] == [ours] * 3
+    assert [s.attributes["llm_cost.cost.reported"] for s in spans] == [999_999.99] * 3
+    assert {s.attributes["gen_ai.usage.cost.source"] for s in spans} == {"local"}
+    assert guard.status("monthly").spent == 3 * ours  # the budget is not poisoned: every call was allowed
+    warnings = [r.getMessage() for r in caplog.records if "more than OTEL_LLM_COST_REPORTED_COST_MAX_RATIO" in r.getMessage()]
+    assert len(warnings) == 1 and "$999999.99" in warnings[0] and "openai/gpt-4o" in warnings[0]
+
+
+def test_a_reported_cost_within_the_ratio_is_believed_and_minus_zero_is_zero(as_provider, fake, span_exporter):
+    client = as_provider("openrouter")
+    fake.set_model("openai/gpt-4o", input_tokens=1_000, output_tokens=100, usage_cost=0.035)  # 10x ours: the limit
+    client.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES)
+    fake.set_model("openai/gpt-4o", input_tokens=1_000, output_tokens=100, usage_cost=-0.0)
+    client.chat.completions.create(model="openai/gpt-4o", messages=MESSAGES)
+    believed, free = our_spans(span_exporter)
+    assert cost_of(believed) == Decimal("0.035") and believed.attributes["gen_ai.usage.cost.source"] == "provider"
+    amount = free.attributes["gen_ai.usage.cost.amount"]
+    assert amount == 0.0 and math.copysign(1.0, amount) == 1.0 and free.attributes["gen_ai.usage.cost.source"] == "provider"
+    assert "llm_cost.cost.reported" not in believed.attributes

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from otel_llm_cost.context import SessionContext
     from otel_llm_cost.instrumentation._call import LLMCall
 
-__all__ = ["BudgetGuard", "window_id"]
+__all__ = ["BudgetGuard", "window_id", "budget_slot"]
 
 _logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -60,11 +60,17 @@ def budget_key(budget: Budget, session: SessionContext | None) -> str | None:
         key = session.session_id
     elif budget.scope == "user":
         key = session.user_id
-    elif budget.scope == "job":
-        key = session.job_run
+    elif budget.scope == "job":  # one run's budget: it covers the calls of every job nested in that run
+        return budget.key if budget.key is not None and budget.key in session.job_runs else None
     else:
         key = session.tags.get(budget.tag or "")
     return None if budget.key is not None and key != budget.key else key
+
+
+def budget_slot(budget: Budget) -> str:
+    """Where the guard keeps `budget`: its name, or for a budget of one key (one run of a job) its name
+    and key, so two runs of a job with the same name each keep their own budget."""
+    return budget.name if budget.key is None else f"{budget.name}#{budget.key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +105,11 @@ class BudgetGuard:
     # --- configuration ---
     def set(self, budget: Budget) -> Budget:
         with self._lock:
-            self._budgets = {**self._budgets, budget.name: budget}
+            self._budgets = {**self._budgets, budget_slot(budget): budget}
         return budget
 
     def remove(self, name: str | None = None) -> None:
+        """Remove the budget kept under `name` (see `budget_slot`), or every budget."""
         with self._lock:
             if name is None:
                 self._budgets = {}
@@ -212,10 +219,15 @@ class BudgetGuard:
         budgets = self._budgets
         if not budgets:
             return None
-        budget = budgets.get(name) if name else next(iter(budgets.values()))
+        budget = (budgets.get(name) or next((b for b in budgets.values() if b.name == name), None)) if name \
+            else next(iter(budgets.values()))
         if budget is None:
-            raise KeyError(f"no budget named {name!r}; budgets: {sorted(budgets)}")
+            raise KeyError(f"no budget named {name!r}; budgets: {sorted(b.name for b in budgets.values())}")
+        return self._status_of(budget, key)
+
+    def _status_of(self, budget: Budget, key: str | None = None) -> BudgetStatus:
         window = window_id(budget.window, self.clock())
+        key = key if key is not None else budget.key
         if budget.scope == "global" or key is not None:
             spent, reserved = self.store.usage(budget.name, key or "", window)
             return BudgetStatus(budget.name, budget.scope, budget.window, budget.limit, spent, reserved, key,
@@ -243,10 +255,8 @@ class BudgetGuard:
                             stale=self.stale)
 
     def statuses(self) -> Iterable[BudgetStatus]:
-        for name in list(self._budgets):
-            status = self.status(name)
-            if status is not None:
-                yield status
+        for budget in list(self._budgets.values()):
+            yield self._status_of(budget)
 
     def reset(self) -> None:
         self.store.clear()

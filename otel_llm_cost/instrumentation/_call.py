@@ -36,7 +36,7 @@ from otel_llm_cost.instrumentation._read import (
     replace_parsed_raw_response,
 )
 from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
-from otel_llm_cost.providers import reported_cost_header
+from otel_llm_cost.providers import believable_cost, reported_cost_header
 from otel_llm_cost.sessions import CallRecord, LastUsage, publish_exact_record, set_last_usage
 from otel_llm_cost.usage import Usage
 
@@ -401,7 +401,10 @@ class LLMCall:
         cost = local
         reported = outcome.provider_cost if outcome.provider_cost is not None else self._gateway_cost()
         if reported is not None and not outcome.estimated:
-            cost = _reported(reported, local, outcome.response_model or self.request.model or "")
+            if self._believed(reported, local, outcome):
+                cost = _reported(reported, local, outcome.response_model or self.request.model or "")
+            else:
+                values[attr.LLM_COST_COST_REPORTED] = float(reported)
         elif local is None and outcome.fallback_cost is not None and not outcome.estimated:
             cost = Cost(total=outcome.fallback_cost, input=outcome.fallback_cost, output=Decimal(0),
                         source=outcome.fallback_source, model=outcome.response_model or self.request.model or "")
@@ -422,6 +425,19 @@ class LLMCall:
             if _state.settings().compat_cost_attribute:
                 values[attr.GEN_AI_USAGE_COST_COMPAT] = total
         self.span.set_attributes(values)
+
+    def _believed(self, reported: Decimal, local: Cost | None, outcome: Outcome) -> bool:
+        """A reported cost far above our own price for the same usage is not believed (section 9)."""
+        ratio = _state.settings().reported_cost_max_ratio
+        if believable_cost(reported, local.total if local is not None else None, ratio):
+            return True
+        model = outcome.response_model or self.request.model
+        warn_once(_logger, ("implausible-cost", self.request.provider, model),
+                  "otel-llm-cost: %s reported $%s for a %s call that costs $%s at our prices, more than "
+                  "OTEL_LLM_COST_REPORTED_COST_MAX_RATIO=%s times as much; our price is used, and the reported "
+                  "amount kept in llm_cost.cost.reported", self.request.provider, reported, model,
+                  local.total if local is not None else "?", ratio)
+        return False
 
     def _gateway_cost(self) -> Decimal | None:
         """A gateway's cost header on the answered attempt (a LiteLLM proxy's `x-litellm-response-cost`)."""

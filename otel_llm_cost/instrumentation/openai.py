@@ -81,7 +81,7 @@ def _provider_cost(usage: Any) -> Decimal | None:
     if cost is None or field(usage, "is_byok") is not True:
         return cost
     upstream = reported_cost(field(field(usage, "cost_details"), "upstream_inference_cost"))
-    return cost + upstream if upstream is not None else cost
+    return cost + upstream if upstream is not None else None  # half the bill is no bill: use our price
 
 
 # --- chat completions ---

@@ -2,150 +2,54 @@
 that outlives the process: "what did user X cost last week", "which task costs most".
 
 Fed by the processor as a listener, never by the wrappers. Rows are written off the call path, as
-`BatchSpanProcessor` exports spans: a bounded queue, a background writer that writes batches in one
-transaction, and a flush at shutdown (`atexit` and the tracer provider's shutdown). A full queue drops
-rows and counts them (`llm_cost.ledger.dropped`); a ledger that cannot be written is logged when the
-problem starts and when it ends, its batch kept for the next try, and never breaks the app. A ledger
-URL that cannot be opened stops start-up.
+`BatchSpanProcessor` exports spans: a bounded queue and a background writer that writes batches in one
+transaction. What it promises (the README's "usage ledger" section):
+
+- every call that returned is written before `flush()` returns, so a report sees it;
+- a worker forked from a configured process (gunicorn `--preload`, `multiprocessing`, Celery prefork)
+  gets its own writer, and flushes when it ends through `sys.exit` (atexit) or `multiprocessing`'s own
+  exit (which skips atexit);
+- a database that is down is retried; at exit the writer waits `exit_timeout` seconds, then spools the
+  rows to a file that the next process opening the ledger (or `otel-llm-cost ledger replay`) writes;
+- writes are idempotent by `id`, so a batch sent again after a lost commit reply never duplicates;
+- one row the database cannot store is isolated, dropped, counted and logged: it never blocks the rest.
+
+The honest limit: a process killed without a chance to run code (SIGKILL, or SIGTERM with its default
+action, as `multiprocessing.Pool.terminate()` sends) loses the rows it recorded since the writer last
+woke: at most `interval` seconds of calls (1 s by default), never more than the queue holds.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import os
 import queue
+import sys
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-from otel_llm_cost import attributes as attr
 from otel_llm_cost._log import Incident
+from otel_llm_cost.ledger.rows import COLUMNS, Row, encode_tags, row_from, storable, storable_row, uuid7
+from otel_llm_cost.ledger.spool import Spool
 
-__all__ = ["Ledger", "Row", "LedgerBackend", "LedgerOpenError", "open_backend", "uuid7", "COLUMNS"]
+__all__ = ["Ledger", "Row", "LedgerBackend", "LedgerOpenError", "open_backend", "uuid7", "COLUMNS", "row_from",
+           "storable", "encode_tags", "redacted"]
 
 _logger = logging.getLogger(__name__)
+
+_LOGGED_REJECTS = 100
+"""Rows the database refused are logged one by one up to this many; after that, one line per 1,000."""
 
 
 class LedgerOpenError(ValueError):
     """The ledger URL cannot be used: bad scheme, unreachable server, unwritable file, missing package."""
-
-
-@dataclass(slots=True)
-class Row:
-    """One row of `llm_calls`, in the contract's column order."""
-
-    id: str
-    ts: datetime
-    trace_id: str | None
-    span_id: str | None
-    service_name: str | None
-    provider: str | None
-    operation: str | None
-    request_model: str | None
-    response_model: str | None
-    response_id: str | None
-    session_id: str | None
-    conversation_id: str | None
-    user_id: str | None
-    tags: dict[str, str]
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cost_usd: Decimal | None
-    cost_source: str | None
-    pricing_source: str | None
-    estimated: bool
-    outcome: str
-    service_tier: str | None
-    batch: bool
-    job: str | None
-    duration_s: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The row as export writes it: ISO time, money as a decimal string, tags as an object."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["ts"] = self.ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        out["cost_usd"] = None if self.cost_usd is None else f"{self.cost_usd:f}"
-        return out
-
-
-COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Row))
-
-
-_uuid_lock = threading.Lock()
-_uuid_last = [0, 0]  # the millisecond and the 12-bit counter last used
-
-
-def uuid7() -> str:
-    """A time-ordered UUID (RFC 9562 version 7): rows sort by id as they were made, within a millisecond
-    too (the 12 `rand_a` bits are a counter, RFC 9562 section 6.2 method 1)."""
-    with _uuid_lock:
-        ms = time.time_ns() // 1_000_000
-        last_ms, counter = _uuid_last
-        if ms <= last_ms:
-            ms, counter = last_ms, counter + 1
-            if counter > 0xFFF:  # 4,096 ids in one millisecond: borrow the next one
-                ms, counter = ms + 1, 0
-        else:
-            counter = int.from_bytes(os.urandom(2), "big") & 0x3FF  # leave room to count up
-        _uuid_last[:] = [ms, counter]
-    tail = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0x2 << 62 | tail
-    return str(uuid.UUID(int=value))
-
-
-def row_from(record: Any, span: Any) -> Row:
-    """The row of one counted call: the exact record the processor counted, and its span's context."""
-    a = span.attributes or {}
-    usage = record.usage
-    context = span.get_span_context() if hasattr(span, "get_span_context") else span.context
-    resource = getattr(span, "resource", None)
-    start, end = span.start_time, span.end_time or time.time_ns()
-    tier = a.get(attr.service_tier_keys(str(a.get(attr.GEN_AI_PROVIDER_NAME, "")))[1])
-    return Row(
-        id=uuid7(),
-        ts=datetime.fromtimestamp(end / 1e9, UTC),
-        trace_id=f"{context.trace_id:032x}" if context else None,
-        span_id=f"{context.span_id:016x}" if context else None,
-        service_name=_text(resource.attributes.get("service.name")) if resource is not None else None,
-        provider=record.provider,
-        operation=_text(a.get(attr.GEN_AI_OPERATION_NAME)),
-        request_model=_text(a.get(attr.GEN_AI_REQUEST_MODEL)),
-        response_model=_text(a.get(attr.GEN_AI_RESPONSE_MODEL)) or (record.model if record.model != "unknown" else None),
-        response_id=_text(a.get(attr.GEN_AI_RESPONSE_ID)),
-        session_id=record.session_id,
-        conversation_id=_text(a.get(attr.GEN_AI_CONVERSATION_ID)),
-        user_id=record.user_id,
-        tags=dict(record.tags),
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        cost_usd=record.cost,
-        cost_source=_text(a.get(attr.GEN_AI_USAGE_COST_SOURCE)) or ("local" if record.cost is not None else None),
-        pricing_source=_text(a.get(attr.LLM_COST_PRICING_SOURCE)),
-        estimated=a.get(attr.LLM_COST_USAGE_ESTIMATED) is True,
-        outcome=record.outcome,
-        service_tier=_text(tier),
-        batch=a.get(attr.LLM_COST_BATCH) is True,
-        job=_text(a.get(attr.LLM_COST_JOB)) or record.tags.get("job"),
-        duration_s=(end - start) / 1e9 if start and end else None,
-    )
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 class LedgerBackend(Protocol):
@@ -154,7 +58,10 @@ class LedgerBackend(Protocol):
     url: str
 
     def write(self, rows: Sequence[Row]) -> None:
-        """Append rows in one transaction (all or none)."""
+        """Append rows in one transaction (all or none); a row whose `id` is already there is skipped."""
+
+    def is_row_error(self, error: BaseException) -> bool:
+        """True when `error` was caused by the rows' contents (retrying cannot help), not by the database."""
 
     def summarize(self, since: datetime | None, until: datetime | None, by: str) -> list[tuple[Any, ...]]:
         """Per group: key, calls, input, output, cache read, cache write, reasoning, cost, unpriced calls,
@@ -163,20 +70,32 @@ class LedgerBackend(Protocol):
     def rows(self, since: datetime | None, until: datetime | None) -> Iterator[Row]:
         """Every row in the range, oldest first."""
 
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's connections (never close them: they are the parent's)."""
+
     def close(self) -> None: ...
 
 
-def open_backend(url: str) -> LedgerBackend:
-    """`sqlite:///path/usage.db` or `postgresql://...`; creates and migrates the schema."""
+def open_backend(url: str, *, create: bool = True) -> LedgerBackend:
+    """`sqlite:///path/usage.db` or `postgresql://...`; creates and migrates the schema. `create=False`
+    (reports, exports): a SQLite file that does not exist is an error, not a new empty ledger."""
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         from otel_llm_cost.ledger.sqlite import SqliteLedger
 
-        return SqliteLedger(url)
+        return SqliteLedger(url, create=create)
     if url.startswith(("postgresql://", "postgres://")):
         from otel_llm_cost.ledger.postgres import PostgresLedger
 
         return PostgresLedger(url)
     raise LedgerOpenError(f"{url!r} is not a ledger URL; use sqlite:///path/usage.db or postgresql://...")
+
+
+def redacted(url: str) -> str:
+    """The URL as logs may show it: without a password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 _live: weakref.WeakSet[Ledger] = weakref.WeakSet()
@@ -185,28 +104,60 @@ _live: weakref.WeakSet[Ledger] = weakref.WeakSet()
 @atexit.register
 def _flush_at_exit() -> None:
     for ledger in list(_live):
-        ledger.shutdown(timeout=5.0)
+        ledger.shutdown()
+
+
+def _rearm_in_child() -> None:
+    for ledger in list(_live):
+        ledger._rearm_after_fork()
+
+
+os.register_at_fork(after_in_child=_rearm_in_child)
 
 
 class Ledger:
     """The writer: `record` (the processor's listener) enqueues, a daemon thread writes batches."""
 
     def __init__(self, backend: LedgerBackend, *, max_queue: int = 20_000, batch_size: int = 500,
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, exit_timeout: float = 5.0, spool_dir: Path | None = None) -> None:
         self.backend = backend
-        self.dropped = 0
-        self.written = 0
-        self._queue: queue.Queue[Row] = queue.Queue(maxsize=max_queue)
+        self._max_queue = max_queue
         self._batch_size = batch_size
         self._interval = interval
+        self._exit_timeout = exit_timeout
+        self.spool = Spool(backend.url, spool_dir)
+        self._arm()
+        _live.add(self)
+        _flush_when_multiprocessing_exits(self)
+
+    def _arm(self) -> None:
+        """Everything that lives in one process: counters, queue, writer thread."""
+        self.dropped = 0
+        """Rows lost: the queue was full, or the database refused the row itself."""
+        self.written = 0
+        self.spooled = 0
+        self.replayed = 0
+        self._queue: queue.Queue[Row] = queue.Queue(maxsize=self._max_queue)
         self._retry: list[Row] = []
-        self._wake = threading.Event()
-        self._idle = threading.Condition()
+        self._inflight: list[Row] = []
+        self._passes = 0
+        self._last_pass_ok = True
+        self._replay_due = bool(self.spool.files())  # rows an earlier process spooled: written on the first pass
+        self._replay_lock = threading.Lock()
         self._stopped = False
+        self._wake = threading.Event()
         self._incident = Incident(_logger, "usage ledger")
         self._thread = threading.Thread(target=self._run, name="otel-llm-cost-ledger", daemon=True)
         self._thread.start()
-        _live.add(self)
+
+    def _rearm_after_fork(self) -> None:
+        """In a forked worker: the parent's queued rows are the parent's to write; this process gets its
+        own queue, writer thread and connections."""
+        if self._stopped:
+            return
+        self.backend.after_fork()
+        self._arm()
+        _flush_when_multiprocessing_exits(self)
 
     @property
     def url(self) -> str:
@@ -225,55 +176,182 @@ class Ledger:
         if self._queue.qsize() >= self._batch_size:
             self._wake.set()
 
-    # --- writing ---
+    # --- writing (the writer thread) ---
     def _run(self) -> None:
         while not self._stopped:
             self._wake.wait(self._interval)
             self._wake.clear()
-            self._write_pending()
-        self._write_pending()
+            if not self._stopped:
+                self._write_pending()
 
-    def _write_pending(self) -> bool:
-        """Write everything queued now, batch by batch; False when the backend failed."""
+    def _write_pending(self) -> None:
+        """Write everything queued now, batch by batch, then any spool waiting; stop at an outage."""
         ok = True
         while True:
-            batch, self._retry = self._retry, []
-            while len(batch) < self._batch_size:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._retry or self._take()
+            self._retry = []
             if not batch:
                 break
-            try:
-                self.backend.write(batch)
-            except Exception as error:  # a full disk, a database gone away: keep the batch, try later
-                self._incident.failed(error, "rows are kept in memory (bounded) and written when it is back")
-                self._retry = batch
+            self._inflight = batch
+            left = self._settle(batch)
+            self._inflight = []
+            self._done(len(batch) - len(left))
+            if left:
+                self._retry = left
+                self._spool_overflow()
                 ok = False
                 break
-            self.written += len(batch)
-            self._incident.recovered()
-        with self._idle:
-            self._idle.notify_all()
-        return ok
+        if ok and self._replay_due:
+            ok = self._replay_spool()
+        self._last_pass_ok = ok
+        with self._queue.all_tasks_done:
+            self._passes += 1
+            self._queue.all_tasks_done.notify_all()
 
+    def _take(self) -> list[Row]:
+        batch = []
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(storable_row(self._queue.get_nowait()))
+            except queue.Empty:
+                break
+        return batch
+
+    def _done(self, count: int) -> None:
+        """`count` rows taken from the queue are settled: written, spooled or dropped."""
+        if count:
+            done = self._queue.all_tasks_done
+            with done:
+                self._queue.unfinished_tasks -= count
+                done.notify_all()
+
+    def _settle(self, rows: list[Row]) -> list[Row]:
+        """Write `rows`; return those left for a later try because the database is down. A batch the
+        database refuses for its contents is halved until the refused row stands alone, and dropped."""
+        try:
+            self.backend.write(rows)
+        except Exception as error:
+            if not self.backend.is_row_error(error):
+                self._incident.failed(error, f"rows are kept in memory (up to {self._max_queue:,}, spooled to "
+                                             f"{self.spool.directory} beyond half that) and written when it is back")
+                return rows
+            if len(rows) == 1:
+                self._reject(rows[0], error)
+                return []
+            middle = len(rows) // 2
+            left = self._settle(rows[:middle])
+            return left + rows[middle:] if left else self._settle(rows[middle:])
+        self.written += len(rows)
+        if self._incident.ongoing:
+            self._incident.recovered(f"{len(rows):,} waiting rows written")
+            self._replay_due = True
+        return []
+
+    def _reject(self, row: Row, error: BaseException) -> None:
+        self.dropped += 1
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if self.dropped <= _LOGGED_REJECTS or self.dropped % 1_000 == 0:
+            _logger.warning("otel-llm-cost: usage ledger refused row %s (%s: %s); it is dropped and counted in "
+                            "llm_cost.ledger.dropped (%d so far)", row.id, type(error).__name__, reason, self.dropped)
+
+    def _spool_overflow(self) -> None:
+        """A long outage: beyond half the queue, rows go to a spool file rather than being dropped later."""
+        if len(self._retry) + self._queue.qsize() < self._max_queue // 2:
+            return
+        rows, self._retry = self._retry, []
+        rows.extend(self._take_all())
+        self._spool(rows, "the usage ledger is still unreachable")
+
+    def _take_all(self) -> list[Row]:
+        rows = []
+        while True:
+            try:
+                rows.append(storable_row(self._queue.get_nowait()))
+            except queue.Empty:
+                return rows
+
+    def _spool(self, rows: list[Row], why: str) -> None:
+        """Write `rows` (all taken from the queue) to a spool file, and settle them."""
+        try:
+            path = self.spool.write(rows)
+        except OSError as error:
+            self.dropped += len(rows)
+            _logger.error("otel-llm-cost: %s and %d rows could not be spooled either (%s); they are lost "
+                          "(llm_cost.ledger.dropped)", why, len(rows), error)
+        else:
+            self.spooled += len(rows)
+            _logger.warning("otel-llm-cost: %s; %d rows spooled to %s. The next process that opens this ledger, "
+                            "or `otel-llm-cost ledger replay --ledger %s`, writes them", why, len(rows), path,
+                            redacted(self.url))
+        self._done(len(rows))
+
+    def replay_now(self) -> None:
+        """Write the spooled rows now, in the calling thread (`otel-llm-cost ledger replay`)."""
+        self._replay_spool()
+
+    def _replay_spool(self) -> bool:
+        """Write rows that this or an earlier process spooled, now that the database answers; False when
+        it went down again (the files stay for the next try)."""
+        with self._replay_lock:
+            self._replay_due = False
+            try:
+                rows, files = self.spool.replay(self._replay_batch, self._batch_size)
+            except Exception as error:
+                self._incident.failed(error, "spooled rows stay in their files until it is back")
+                self._replay_due = True
+                return False
+            self.replayed += rows
+        if files:
+            _logger.warning("otel-llm-cost: usage ledger: %d spooled rows written from %d file(s) (%s)",
+                            rows, len(files), ", ".join(str(f) for f in files))
+        return True
+
+    def _replay_batch(self, rows: Sequence[Row]) -> None:
+        left = self._settle([storable_row(r) for r in rows])
+        if left:
+            raise ConnectionError("the usage ledger became unreachable during the replay")
+
+    # --- waiting for the writer ---
     def flush(self, timeout: float = 10.0) -> bool:
-        """Write what is queued; True when nothing is left (reports call it to see the latest calls)."""
-        deadline = time.monotonic() + timeout
-        while (self._queue.qsize() or self._retry) and time.monotonic() < deadline:
-            self._wake.set()
-            with self._idle:
-                self._idle.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-        return not self._queue.qsize() and not self._retry
+        """Wait until every row recorded before this call is written (or spooled, or dropped); True when
+        nothing is left. Returns early, False, when the writer finds the database down."""
+        return self._wait(timeout, patient=False)
 
-    def shutdown(self, timeout: float = 10.0) -> None:
+    def _wait(self, timeout: float, *, patient: bool) -> bool:
+        """Wake the writer until nothing is pending. `patient`: keep retrying through an outage until the
+        deadline (at exit); otherwise give up after the first pass that fails."""
+        if not self._thread.is_alive() or self._thread is threading.current_thread():
+            return not self._queue.unfinished_tasks
+        deadline = time.monotonic() + timeout
+        done = self._queue.all_tasks_done
+        with done:
+            start = self._passes
+            while self._queue.unfinished_tasks or self._replay_due:
+                left = deadline - time.monotonic()
+                if left <= 0 or (not patient and self._passes > start and not self._last_pass_ok):
+                    break
+                self._wake.set()
+                done.wait(min(0.25, left))
+            return not self._queue.unfinished_tasks
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Write what is left, waiting up to `timeout` (default: the exit timeout) for a database that is
+        down; then spool what still could not be written, and stop."""
         if self._stopped:
             return
-        self.flush(timeout)
+        timeout = self._exit_timeout if timeout is None else timeout
+        started = time.monotonic()
+        written = self._wait(timeout, patient=True)
         self._stopped = True
         self._wake.set()
-        self._thread.join(timeout)
+        self._thread.join(max(1.0, timeout))
+        if not written:
+            # the writer has stopped (or is stuck in a write: a row spooled twice is written once)
+            rows = self._inflight + self._retry + self._take_all()
+            self._retry = self._inflight = []
+            if rows:
+                self._spool(rows, f"the usage ledger {redacted(self.url)} was still unreachable at exit after "
+                                     f"{time.monotonic() - started:.1f} s")
         try:
             self.backend.close()
         except Exception:
@@ -281,6 +359,20 @@ class Ledger:
         _live.discard(self)
 
 
-def encode_tags(tags: dict[str, str]) -> str:
-    return json.dumps(tags, sort_keys=True, separators=(",", ":"))
+def _flush_when_multiprocessing_exits(ledger: Ledger) -> None:
+    """A `multiprocessing` worker ends with `os._exit`, which skips atexit; it runs its own finalizers
+    first. In a child that `multiprocessing` forks, those are cleared after the fork, so the finalizer is
+    registered from its after-fork hook; in a child that made its ledger itself, right away."""
+    mp_util = sys.modules.get("multiprocessing.util")
+    mp_process = sys.modules.get("multiprocessing.process")
+    if mp_util is None or mp_process is None:
+        return
+    if mp_process.parent_process() is not None:  # already inside a multiprocessing child
+        mp_util.Finalize(ledger, ledger.shutdown, exitpriority=10)
+    mp_util.register_after_fork(ledger, _finalize_in_child)
 
+
+def _finalize_in_child(ledger: Ledger) -> None:
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(ledger, ledger.shutdown, exitpriority=10)

@@ -37,6 +37,9 @@ _SUMMARY = """
 
 _MIGRATION_LOCK = 0x6C6C6D636F7374  # "llmcost": one advisory lock id for every host
 
+_inherited: list[Any] = []
+"""Connections a forked child inherited: referenced, so the child never closes the parent's session."""
+
 
 class PostgresLedger:
     def __init__(self, url: str) -> None:
@@ -77,12 +80,25 @@ class PostgresLedger:
         try:
             with connection.transaction(), connection.cursor() as cursor:
                 cursor.executemany(
-                    f"INSERT INTO llm_calls ({','.join(COLUMNS)}) VALUES ({','.join(['%s'] * len(COLUMNS))})",
-                    [_values(row) for row in rows])
+                    f"INSERT INTO llm_calls ({','.join(COLUMNS)}) VALUES ({','.join(['%s'] * len(COLUMNS))}) "
+                    "ON CONFLICT (id) DO NOTHING", [_values(row) for row in rows])
             connection.commit()
         except self._psycopg.OperationalError:
             self._local.connection = None  # reconnect on the next batch
             raise
+
+    def is_row_error(self, error: BaseException) -> bool:
+        """A value PostgreSQL refuses (out of range, not encodable, a NUL left in text), not a server that
+        is down or a connection that broke."""
+        psycopg = self._psycopg
+        return isinstance(error, (psycopg.DataError, psycopg.IntegrityError, OverflowError, UnicodeError,
+                                  TypeError, ValueError)) and not isinstance(error, psycopg.OperationalError)
+
+    def after_fork(self) -> None:
+        """The parent's connections stay open for the parent: keep them referenced (never finalised
+        here) and connect afresh."""
+        _inherited.append(self._local)
+        self._local = threading.local()
 
     def summarize(self, since: datetime | None, until: datetime | None, by: str) -> list[tuple[Any, ...]]:
         key, key_args = group_key(by, day="to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')", tag="tags ->> %s",

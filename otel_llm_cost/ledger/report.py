@@ -18,10 +18,11 @@ from decimal import Decimal
 from typing import Any
 
 from otel_llm_cost._money import column_usd, usd
-from otel_llm_cost.ledger import COLUMNS, LedgerBackend, Row, open_backend
+from otel_llm_cost.ledger import COLUMNS, LedgerBackend, LedgerOpenError, Row, open_backend, redacted
 from otel_llm_cost.sessions import SessionSummary
 
-__all__ = ["UsageReport", "usage_report", "export_rows", "parse_when", "GROUPS", "ReportError"]
+__all__ = ["UsageReport", "usage_report", "export_rows", "format_rows", "parse_when", "parse_range", "GROUPS",
+           "ReportError", "csv_line", "printable"]
 
 GROUPS = ("model", "provider", "session", "user", "service", "job", "day")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -33,26 +34,49 @@ class ReportError(ValueError):
 
 
 def parse_when(value: str | datetime | None, *, name: str = "since", now: datetime | None = None) -> datetime | None:
-    """An ISO date or time (UTC unless it says otherwise), or a relative `30m`, `24h`, `7d`, `2w` ago."""
-    if value is None or isinstance(value, datetime):
-        return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else \
-            (value.replace(tzinfo=UTC) if isinstance(value, datetime) else None)
-    text = value.strip()
-    match = _RELATIVE.match(text)
-    if match:
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    """An ISO date or time (UTC unless it says otherwise), or a relative `30m`, `24h`, `7d`, `2w` ago.
+    A time that falls outside the years 1 to 9999 once in UTC is a `ReportError`, never an overflow."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = value.strip()
+        match = _RELATIVE.match(text)
+        if match:
+            try:
+                return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+            except OverflowError:
+                raise ReportError(f"{name}={_shown(value)} reaches back before the year 1") from None
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ReportError(f"{name}={_shown(value)} is not an ISO date or time (2026-11-18, 2026-11-18T09:00) or a "
+                              "relative time (30m, 24h, 7d)") from None
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ReportError(f"--{name}={value!r} is not an ISO date or time (2026-11-18, 2026-11-18T09:00) or a "
-                          "relative time (30m, 24h, 7d)") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ReportError(f"{name}={_shown(value)} is outside the years 1 to 9999 in UTC") from None
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error message quotes it: printable, and cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_range(since: Any, until: Any) -> tuple[datetime | None, datetime | None]:
+    """`since` and `until` parsed, and checked to be in order."""
+    start, end = parse_when(since, name="since"), parse_when(until, name="until")
+    if start is not None and end is not None and start > end:
+        raise ReportError(f"since={_iso(start)} is after until={_iso(end)}: nothing can fall between them")
+    return start, end
 
 
 def _check_by(by: str) -> str:
     if by in GROUPS or (by.startswith("tag:") and len(by) > 4):
         return by
-    raise ReportError(f"--by={by!r} is not a grouping; use one of {', '.join(GROUPS)} or tag:<key>")
+    raise ReportError(f"by={by!r} is not a grouping; use one of {', '.join(GROUPS)} or tag:<key>")
 
 
 @dataclass(frozen=True)
@@ -75,32 +99,33 @@ class UsageReport:
         return {"by": self.by, "since": _iso(self.since), "until": _iso(self.until),
                 "groups": [{"key": key, **fields_of(s)} for key, s in self.groups], "total": fields_of(self.total)}
 
-    def format(self, style: str = "table") -> str:
+    def format(self, style: str = "table", *, raw: bool = False) -> str:
+        """`table` (control characters escaped), `json`, or `csv` (RFC 4180; cells a spreadsheet would
+        run as a formula are prefixed with `'` unless `raw`)."""
         if style == "json":
             return json.dumps(self.to_dict(), indent=2)
         if style == "csv":
-            out = io.StringIO()
-            rows = self.to_dict()
-            writer = csv.DictWriter(out, fieldnames=["key", *rows["total"]], lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows["groups"])
-            return out.getvalue().rstrip("\n")
+            data = self.to_dict()
+            header = ["key", *data["total"]]
+            return "".join(csv_line([group[name] for name in header], raw) for group in [dict(zip(header, header)),
+                                                                                          *data["groups"]])
         if style != "table":
-            raise ReportError(f"--format={style!r} is not one of table, json, csv")
+            raise ReportError(f"format={style!r} is not one of table, json, csv")
         return self._table()
 
     def _table(self) -> str:
-        label = self.by
-        width = max([24, len(label), *(len(str(key)) for key, _ in self.groups)])
+        label = printable(self.by)
+        keys = ["(none)" if key is None else printable(str(key)) for key, _ in self.groups]
+        width = max([24, len(label), *(len(key) for key in keys)])
         header = (f"{label:{width}} {'calls':>7} {'input':>12} {'cache rd':>11} {'output':>10} {'cost USD':>13} "
                   f"{'unpriced':>8}")
-        lines = [f"usage by {label}, {_iso(self.since) or 'the beginning'} to {_iso(self.until) or 'now'} (UTC)",
-                 header, "-" * len(header)]
-        for key, s in [*self.groups, ("total", self.total)]:
-            if key == "total":
+        lines = [f"usage by {printable(label)}, {_iso(self.since) or 'the beginning'} to {_iso(self.until) or 'now'} "
+                 "(UTC)", header, "-" * len(header)]
+        for index, (key, s) in enumerate([*zip(keys, (g for _, g in self.groups)), ("total", self.total)]):
+            if index == len(keys):
                 lines.append("-" * len(header))
             cost = "unknown" if s.calls and not s.priced_calls else column_usd(s.cost)
-            lines.append(f"{'(none)' if key is None else str(key):{width}} {s.calls:>7,} {s.input_tokens:>12,} "
+            lines.append(f"{key:{width}} {s.calls:>7,} {s.input_tokens:>12,} "
                          f"{s.cache_read_tokens:>11,} {s.output_tokens:>10,} {cost:>13} {s.unpriced_calls:>8,}")
         blocked = sum(self.blocked.values())
         if blocked:
@@ -133,7 +158,10 @@ def _backend(ledger: Any) -> tuple[LedgerBackend, bool]:
             raise ReportError("no ledger: give --ledger URL or set OTEL_LLM_COST_LEDGER (sqlite:///usage.db)")
         ledger = url
     if isinstance(ledger, str):
-        return open_backend(ledger), True
+        try:
+            return open_backend(ledger, create=False), True
+        except LedgerOpenError as error:
+            raise ReportError(f"ledger {redacted(ledger)!r} cannot be read: {error}") from None
     backend = getattr(ledger, "backend", ledger)
     flush = getattr(ledger, "flush", None)
     if flush is not None:
@@ -143,7 +171,7 @@ def _backend(ledger: Any) -> tuple[LedgerBackend, bool]:
 
 def usage_report(since: Any = None, until: Any = None, by: str = "model", ledger: Any = None) -> UsageReport:
     """What was spent, grouped, highest cost first. `ledger`: a URL, a `Ledger`, or the configured one."""
-    start, end = parse_when(since, name="since"), parse_when(until, name="until")
+    start, end = parse_range(since, until)
     by = _check_by(by)
     backend, opened = _backend(ledger if ledger is not None else _live_ledger())
     try:
@@ -154,13 +182,13 @@ def usage_report(since: Any = None, until: Any = None, by: str = "model", ledger
     summaries = [(row[0], _summary(row), int(row[10] or 0)) for row in groups]
     total_values = (None, *(sum((row[i] or 0) for row in groups) for i in range(1, 12)))
     report_groups = [(key, s) for key, s, _ in summaries if s.calls]
-    report_groups.sort(key=lambda item: (-item[1].cost, -item[1].calls, str(item[0])))
+    report_groups.sort(key=lambda item: (-item[1].cost, -item[1].calls, item[0] is None, str(item[0])))
     return UsageReport(by, start, end, report_groups, _summary(total_values),
                        {key: blocked for key, _, blocked in summaries if blocked})
 
 
 def export_rows(since: Any = None, until: Any = None, ledger: Any = None) -> Iterator[Row]:
-    start, end = parse_when(since, name="since"), parse_when(until, name="until")
+    start, end = parse_range(since, until)
     backend, opened = _backend(ledger if ledger is not None else _live_ledger())
     try:
         yield from backend.rows(start, end)
@@ -169,25 +197,48 @@ def export_rows(since: Any = None, until: Any = None, ledger: Any = None) -> Ite
             backend.close()
 
 
-def format_rows(rows: Iterable[Row], style: str) -> Iterator[str]:
-    """`jsonl`: one row per line; `csv`: a header, then one row per line. `cost_usd` is a decimal string."""
+def format_rows(rows: Iterable[Row], style: str, *, raw: bool = False) -> Iterator[str]:
+    """`jsonl`: one row per line; `csv`: a header, then one record per row (RFC 4180: CRLF-terminated,
+    so print them with `end=""`). `cost_usd` is a decimal string."""
     if style == "jsonl":
         for row in rows:
-            yield json.dumps(row.to_json(), separators=(",", ":"), default=str)
+            yield json.dumps(row.to_json(), separators=(",", ":"), default=str) + "\n"
         return
     if style != "csv":
-        raise ReportError(f"--format={style!r} is not one of jsonl, csv")
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="")
-    writer.writerow(COLUMNS)
-    yield out.getvalue()
+        raise ReportError(f"format={style!r} is not one of jsonl, csv")
+    yield csv_line(COLUMNS, raw)
     for row in rows:
-        out.seek(0)
-        out.truncate()
         values = row.to_json()
         values["tags"] = json.dumps(values["tags"], sort_keys=True)
-        writer.writerow([values[c] for c in COLUMNS])
-        yield out.getvalue()
+        yield csv_line([values[c] for c in COLUMNS], raw)
+
+
+# --- the terminal and spreadsheet sinks: text from apps and providers made safe where it leaves us ---
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_line(values: Iterable[Any], raw: bool = False) -> str:
+    """One RFC 4180 record, CRLF-terminated: a field holding a comma, quote, CR or LF is quoted. Unless
+    `raw`, a text cell a spreadsheet would run as a formula gets a leading `'` (numbers are left alone)."""
+    out = io.StringIO()
+    cells = [v if raw or not isinstance(v, str) or not v.startswith(_FORMULA_START) else "'" + v for v in values]
+    csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL).writerow(
+        ["" if v is None else v for v in cells])
+    return out.getvalue()
+
+
+def printable(text: str) -> str:
+    """`text` for a terminal: control and format characters (escape sequences, CR, LF, bidi overrides)
+    and lone surrogates shown as escapes, never acted on."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _live_ledger() -> Any:

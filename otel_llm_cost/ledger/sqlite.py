@@ -50,13 +50,15 @@ def _iso(ts: datetime) -> str:
 
 
 class SqliteLedger:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
         self.path = Path(url[len("sqlite:///"):])
         if not self.path.parent.is_dir():
             raise LedgerOpenError(f"directory {str(self.path.parent)!r} does not exist")
         if self.path.is_dir():
             raise LedgerOpenError(f"{str(self.path)!r} is a directory")
+        if not create and not self.path.exists():
+            raise LedgerOpenError(f"{str(self.path)!r} does not exist (no call has been recorded there)")
         self._connections = ThreadConnections(self.path)
         try:
             self._migrate(self._connection())
@@ -90,16 +92,27 @@ class SqliteLedger:
         values = [_values(row) for row in rows]
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany(
-                f"INSERT INTO llm_calls ({','.join(COLUMNS)}, cost_e10) VALUES ({placeholders})", values)
+            connection.executemany(f"INSERT INTO llm_calls ({','.join(COLUMNS)}, cost_e10) VALUES ({placeholders}) "
+                                   "ON CONFLICT (id) DO NOTHING", values)
         except BaseException:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
 
+    @staticmethod
+    def is_row_error(error: BaseException) -> bool:
+        """A value SQLite cannot take (a number past 64 bits, text it cannot encode), not a locked or
+        full database."""
+        return isinstance(error, (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError,
+                                  OverflowError, UnicodeError, TypeError, ValueError))
+
+    def after_fork(self) -> None:
+        """`ThreadConnections` already starts afresh in a forked child."""
+
     def summarize(self, since: datetime | None, until: datetime | None, by: str) -> list[tuple[Any, ...]]:
-        key, key_args = group_key(by, day="substr(ts, 1, 10)", tag="json_extract(tags, ?)",
-                                  tag_arg=lambda name: "$." + json.dumps(name))
+        # json_each compares the key as it is: no JSON path to escape, so any key works
+        key, key_args = group_key(by, day="substr(ts, 1, 10)",
+                                  tag="(SELECT value FROM json_each(llm_calls.tags) WHERE key = ?)", tag_arg=str)
         where, args = time_range(since, until, "?", _iso)
         cursor = self._connection().execute(_SUMMARY.format(key=key, where=where), [*key_args, *args])
         return [(*row[:7], _from_e10(row[7]), *row[8:]) for row in cursor]
