@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "reset_usage": "otel_llm_cost._api",
     "set_budget": "otel_llm_cost._api",
     "budget_remaining": "otel_llm_cost._api",
+    "on_budget_threshold": "otel_llm_cost._api",
     "budgets": "otel_llm_cost._api",
     "clear_budget": "otel_llm_cost._api",
     "set_pricing": "otel_llm_cost._api",
@@ -49,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "Job": "otel_llm_cost.jobs",
     "estimate_batch": "otel_llm_cost.jobs",
     "UsageReport": "otel_llm_cost.ledger.report",
+    "ReportError": "otel_llm_cost.ledger.report",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -69,8 +71,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from otel_llm_cost._api import (
-        budget_remaining, budgets, clear_budget, pricing_status, reset_usage, session_usage, set_budget, set_pricing,
-        user_usage,
+        budget_remaining, budgets, clear_budget, on_budget_threshold, pricing_status, reset_usage, session_usage,
+        set_budget, set_pricing, user_usage,
     )
     from otel_llm_cost._setup import configure
     from otel_llm_cost.budget import Budget, BudgetError, BudgetExceededError, BudgetStatus, BudgetStoreUnavailableError
@@ -82,5 +84,5 @@ if TYPE_CHECKING:
     from otel_llm_cost.processor import CostSpanProcessor
     from otel_llm_cost.sessions import LastUsage, SessionSummary, last_usage
     from otel_llm_cost.jobs import Job, estimate_batch, track
-    from otel_llm_cost.ledger.report import UsageReport, usage_report
+    from otel_llm_cost.ledger.report import ReportError, UsageReport, usage_report
     from otel_llm_cost.usage import Usage

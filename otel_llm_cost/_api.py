@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from otel_llm_cost import _state
@@ -69,6 +70,14 @@ def set_budget(
 
 
 
+
+
+def on_budget_threshold(callback: Callable[[BudgetStatus, float], Any],
+                        at: Iterable[float] = (0.5, 0.8, 1.0)) -> Callable[[], None]:
+    """Call `callback(status, threshold)` once per budget, key and window when its spend first reaches each
+    threshold (a fraction of the limit), in the process whose call crossed it, off that call's path.
+    Returns a function that unsubscribes."""
+    return _runtime("on_budget_threshold").guard.thresholds.subscribe(callback, at)
 
 
 def budget_remaining(name: str | None = None, key: str | None = None) -> BudgetStatus | None:

@@ -64,7 +64,7 @@ def _new_guard(settings: Settings) -> BudgetGuard:
     except StoreOpenError as error:
         raise ConfigError(f"{BUDGET_STORE}={settings.budget_store!r} cannot be used: {error}") from None
     guard = BudgetGuard(store, default_output_tokens=settings.default_output_tokens,
-                        on_store_failure=settings.budget_store_failure)
+                        on_store_failure=settings.budget_store_failure, fallback_models=settings.fallback_models)
     for budget in budgets_from_settings(settings):
         guard.set(budget)
     return guard

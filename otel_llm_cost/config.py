@@ -40,13 +40,16 @@ LEDGER: Final = "OTEL_LLM_COST_LEDGER"
 LEDGER_EXIT_TIMEOUT: Final = "OTEL_LLM_COST_LEDGER_EXIT_TIMEOUT"
 LEDGER_SPOOL: Final = "OTEL_LLM_COST_LEDGER_SPOOL"
 REPORTED_COST_MAX_RATIO: Final = "OTEL_LLM_COST_REPORTED_COST_MAX_RATIO"
+REFUSAL_MESSAGE: Final = "OTEL_LLM_COST_REFUSAL_MESSAGE"
+FALLBACK_MODELS: Final = "OTEL_LLM_COST_FALLBACK_MODELS"
+DEFAULT_REFUSAL_MESSAGE: Final = "Budget '{budget}' is exhausted: ${spent} of ${limit} spent. No model was called."
 
 PREFIX: Final = "OTEL_LLM_COST_"
 
 _logger = logging.getLogger(__name__)
 
 WINDOWS: Final = ("total", "hour", "day", "week", "month")
-POLICIES: Final = ("raise", "warn")
+POLICIES: Final = ("raise", "warn", "respond", "fallback")
 STORE_FAILURE_POLICIES: Final = ("allow", "refuse")
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -85,6 +88,10 @@ class Settings:
     """Seconds the ledger waits at exit for a database that is down, before spooling its rows to a file."""
     ledger_spool: Path | None = None
     """Where unwritten ledger rows are spooled (default: beside a SQLite ledger; else the user cache dir)."""
+    refusal_message: str = DEFAULT_REFUSAL_MESSAGE
+    """The model's answer when a budget with `on_exceed="respond"` refuses a call."""
+    fallback_models: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    """model -> cheaper model, for budgets with `on_exceed="fallback"`."""
     reported_cost_max_ratio: Decimal = Decimal(10)
     """A provider-reported cost above this many times our own price for the same usage is not believed."""
 
@@ -178,8 +185,43 @@ def parse_window(variable: str, raw: str) -> str:
 
 def parse_policy(variable: str, raw: str) -> str:
     if raw.lower() not in POLICIES:
-        raise ConfigError(f"{variable}={raw!r} is not a policy; use raise or warn")
+        raise ConfigError(f"{variable}={raw!r} is not a policy; use raise, warn, respond or fallback")
     return raw.lower()
+
+
+REFUSAL_FIELDS: Final = {"budget": "b", "limit": "1", "spent": "1", "window": "day"}
+
+
+def parse_refusal_message(variable: str, raw: str) -> str:
+    try:
+        raw.format(**REFUSAL_FIELDS)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ConfigError(f"{variable}={raw!r} is not a message template ({type(error).__name__}: {error}); it may "
+                          "use {budget}, {limit}, {spent} and {window}") from None
+    return raw
+
+
+def parse_fallback_models(variable: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """`model=cheaper,cheaper=cheapest`: each model once on the left, and no chain that comes back."""
+    pairs: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        model, sep, cheaper = (piece.strip() for piece in item.partition("="))
+        if not sep or not model or not cheaper or model == cheaper:
+            raise ConfigError(f"{variable}={raw!r}: {item!r} is not model=cheaper_model "
+                              "(e.g. gpt-4o=gpt-4o-mini,claude-sonnet-4-5=claude-haiku-4-5)")
+        if model in pairs:
+            raise ConfigError(f"{variable}={raw!r}: {model!r} falls back twice ({pairs[model]!r} and {cheaper!r})")
+        pairs[model] = cheaper
+    for start in pairs:
+        seen, model = {start}, start
+        while model in pairs:
+            model = pairs[model]
+            if model in seen:
+                raise ConfigError(f"{variable}={raw!r}: the chain from {start!r} comes back to {model!r}")
+            seen.add(model)
+    return tuple(pairs.items())
 
 
 def parse_store_failure(variable: str, raw: str) -> str:
@@ -283,6 +325,8 @@ _PARSERS: Final[dict[str, tuple[str, Any]]] = {
     "ledger_exit_timeout": (LEDGER_EXIT_TIMEOUT, parse_seconds),
     "ledger_spool": (LEDGER_SPOOL, parse_dir),
     "reported_cost_max_ratio": (REPORTED_COST_MAX_RATIO, parse_ratio),
+    "refusal_message": (REFUSAL_MESSAGE, parse_refusal_message),
+    "fallback_models": (FALLBACK_MODELS, parse_fallback_models),
 }
 
 

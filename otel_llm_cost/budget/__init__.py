@@ -19,7 +19,10 @@ __all__ = [
 
 SCOPES: Final = ("global", "session", "user", "tag", "job")
 WINDOWS: Final = ("total", "hour", "day", "week", "month")
-POLICIES: Final = ("raise", "warn")
+POLICIES: Final = ("raise", "warn", "respond", "fallback")
+"""What happens to a call that would pass a budget: refused with `BudgetExceededError` (`raise`), sent and
+marked (`warn`), answered with a refusal message in the SDK's own response type and never sent
+(`respond`), or sent with a cheaper model whose worst case fits (`fallback`, else refused as `raise`)."""
 
 
 class BudgetError(ValueError):
@@ -33,14 +36,21 @@ class BudgetExceededError(RuntimeError):
     estimated cost of the refused call, all in USD.
     """
 
+    policy: str = "raise"
+    """`respond` when the app is to get a refusal message as the model's answer instead of this error."""
+    window: str = "total"
+
     def __init__(
-        self, budget: str, limit: Decimal, spent: Decimal, estimate: Decimal, *, key: str | None = None
+        self, budget: str, limit: Decimal, spent: Decimal, estimate: Decimal, *, key: str | None = None,
+        policy: str = "raise", window: str = "total",
     ) -> None:
         self.budget = budget
         self.limit = limit
         self.spent = spent
         self.estimate = estimate
         self.key = key
+        self.policy = policy
+        self.window = window
         scope = f" for {key!r}" if key else ""
         super().__init__(
             f"budget {budget!r}{scope} would be exceeded: limit ${usd(limit)}, spent ${usd(spent)}, "
@@ -155,3 +165,16 @@ class BudgetStatus:
     @property
     def exhausted(self) -> bool:
         return self.spent + self.reserved >= self.limit
+
+    @property
+    def level(self) -> str:
+        """`ok` below 50% of the limit, `warn` below 90%, `high` below 100%, then `exhausted`."""
+        if self.exhausted:
+            return "exhausted"
+        used = self.utilization
+        return "ok" if used < 0.5 else "warn" if used < 0.9 else "high"
+
+    def __str__(self) -> str:
+        """One line for a status bar: `[Cost: $0.41 of $1.00 (41%) OK]`."""
+        return (f"[Cost: ${self.spent + self.reserved:.2f} of ${self.limit:.2f} ({self.utilization:.0%}) "
+                f"{self.level.upper()}]")

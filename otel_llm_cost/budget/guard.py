@@ -19,17 +19,18 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from otel_llm_cost import attributes as attr
-from otel_llm_cost._log import warn_once
+from otel_llm_cost._log import exception_once, warn_once
 from otel_llm_cost.budget import Budget, BudgetExceededError, BudgetStatus, BudgetStoreUnavailableError
 from otel_llm_cost.budget.outage import buffered
 from otel_llm_cost.budget.stores import BudgetStore, Claim, MemoryStore, Refusal, Reservation, StoreUnavailable
+from otel_llm_cost.budget.thresholds import Thresholds
 from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
 
 if TYPE_CHECKING:
     from otel_llm_cost.context import SessionContext
     from otel_llm_cost.instrumentation._call import LLMCall
 
-__all__ = ["BudgetGuard", "window_id", "budget_slot"]
+__all__ = ["BudgetGuard", "window_id", "budget_slot", "fallback_chain"]
 
 _logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -67,6 +68,14 @@ def budget_key(budget: Budget, session: SessionContext | None) -> str | None:
     return None if budget.key is not None and key != budget.key else key
 
 
+def fallback_chain(model: str, cheaper: dict[str, str]) -> list[str]:
+    """The cheaper models to try for `model`, in order (`gpt-4o=gpt-4o-mini,gpt-4o-mini=gpt-4.1-nano`)."""
+    chain: list[str] = []
+    while (model := cheaper.get(model, "")) and model not in chain:
+        chain.append(model)
+    return chain
+
+
 def budget_slot(budget: Budget) -> str:
     """Where the guard keeps `budget`: its name, or for a budget of one key (one run of a job) its name
     and key, so two runs of a job with the same name each keep their own budget."""
@@ -92,14 +101,18 @@ class BudgetGuard:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         price_book: PriceBook | None = None,
         on_store_failure: str = "allow",
+        fallback_models: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.store: BudgetStore = buffered(store or MemoryStore(), on_store_failure)
         self.default_output_tokens = default_output_tokens
         self.clock = clock
         self.price_book = price_book
+        self.fallback_models: dict[str, str] = dict(fallback_models)
+        """model -> cheaper model (OTEL_LLM_COST_FALLBACK_MODELS), for budgets whose policy is `fallback`."""
         self._budgets: dict[str, Budget] = {}
         self._lock = threading.Lock()
         self.blocked: Counter[str] = Counter()
+        self.thresholds = Thresholds()
         self.unpriced_calls = 0
 
     # --- configuration ---
@@ -122,6 +135,8 @@ class BudgetGuard:
 
     # --- the hook ---
     def reserve(self, call: LLMCall) -> None:
+        """Hold the call's worst case against every budget that applies, or refuse it as the refusing
+        budget's policy says: raise, respond (the error says so), or fall back to a cheaper model."""
         budgets = self._budgets
         if not budgets:
             return
@@ -129,35 +144,70 @@ class BudgetGuard:
         if not applicable:
             return
         request = call.request
-        worst = request.worst_case(self.default_output_tokens)
-        cost = (self.price_book or default_price_book()).compute_cost(
-            request.provider, request.model or "", worst, service_tier=request.service_tier, batch=request.batch,
-            regional=request.regional)
         names = ",".join(b.name for b, _ in applicable)
-        if cost is None:
+        amount = self._worst_cost(request, request.model)
+        if amount is None:
             self.unpriced_calls += 1
             warn_once(_logger, ("unpriced-budget", request.model),
                       "otel-llm-cost: no price for model %r; budgets %s are best-effort for it "
                       "(set one with set_pricing)", request.model, names)
             call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: "allowed"})
             return
-        amount = cost.total
         now = self.clock()
-        claims = [Claim(b.name, key, window_id(b.window, now), amount, b.limit if b.on_exceed == "raise" else None)
-                  for b, key in applicable]
-        try:
-            result = self.store.reserve(claims)
-        except StoreUnavailable as error:  # only under the `refuse` failure policy
-            budget = next((b for b, _ in applicable if b.on_exceed == "raise"), applicable[0][0])
-            self.blocked[budget.name] += 1
-            raise BudgetStoreUnavailableError(budget.name, budget.limit, amount, str(error)) from None
+        result = self._claim(applicable, amount, now)
         if isinstance(result, Refusal):
+            refusing = next(b for b, _ in applicable if b.name == result.claim.budget)
+            if refusing.on_exceed == "fallback" and self._fall_back(call, applicable, now):
+                return
             self.blocked[result.claim.budget] += 1
-            raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO,
-                                      result.spent + result.reserved, amount, key=result.claim.key or None)
+            raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO, result.spent + result.reserved,
+                                      amount, key=result.claim.key or None, window=refusing.window,
+                                      policy="respond" if refusing.on_exceed == "respond" else "raise")
         call.reservation = Hold(tuple(result), amount)
+        claims = [Claim(b.name, key, window_id(b.window, now), amount, None) for b, key in applicable]
         outcome = "warned" if self._warned(applicable, claims) else "allowed"
         call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: outcome})
+
+    def _worst_cost(self, request: Any, model: str | None) -> Decimal | None:
+        worst = request.worst_case(self.default_output_tokens)
+        cost = (self.price_book or default_price_book()).compute_cost(
+            request.provider, model or "", worst, service_tier=request.service_tier, batch=request.batch,
+            regional=request.regional)
+        return None if cost is None else cost.total
+
+    def _claim(self, applicable: list[tuple[Budget, str]], amount: Decimal, now: datetime) -> Any:
+        """Reserve `amount` against each budget at once (strictly where the policy refuses), or a Refusal."""
+        claims = [Claim(b.name, key, window_id(b.window, now), amount, b.limit if b.on_exceed != "warn" else None)
+                  for b, key in applicable]
+        try:
+            return self.store.reserve(claims)
+        except StoreUnavailable as error:  # only under the `refuse` failure policy
+            budget = next((b for b, _ in applicable if b.on_exceed != "warn"), applicable[0][0])
+            self.blocked[budget.name] += 1
+            raise BudgetStoreUnavailableError(budget.name, budget.limit, amount, str(error)) from None
+
+    def _fall_back(self, call: LLMCall, applicable: list[tuple[Budget, str]], now: datetime) -> bool:
+        """Try each cheaper model of the call's chain in turn; the first whose worst case fits is reserved
+        (as strictly as any call) and sent. False when none fits, or the request's model cannot change."""
+        request = call.request
+        asked = request.model or ""
+        for model in fallback_chain(asked, self.fallback_models):
+            amount = self._worst_cost(request, model)
+            if amount is None:
+                continue  # an unpriced model can never be shown to fit
+            result = self._claim(applicable, amount, now)
+            if isinstance(result, Refusal):
+                continue
+            if not request.use_model(model):
+                self.store.settle(result, ZERO)
+                return False
+            call.reservation = Hold(tuple(result), amount)
+            call.span.update_name(f"{request.operation} {model}")
+            call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: ",".join(b.name for b, _ in applicable),
+                                      attr.LLM_COST_BUDGET_OUTCOME: "fallback", attr.GEN_AI_REQUEST_MODEL: model,
+                                      attr.LLM_COST_BUDGET_FALLBACK_FROM: asked})
+            return True
+        return False
 
     def admit(self, amount: Decimal, session: SessionContext | None) -> None:
         """Refuse work whose worst case `amount` would pass a budget (a provider batch being created):
@@ -205,6 +255,19 @@ class BudgetGuard:
         else:
             actual = hold.amount  # billed, price unknown: keep the estimate, the conservative choice
         self.store.settle(hold.reservations, actual)
+        if self.thresholds.active and actual:
+            self._crossings(call, hold)
+
+    def _crossings(self, call: LLMCall, hold: Hold) -> None:
+        """Thresholds this call's spend made a budget reach: an event on its span; callbacks notified."""
+        try:
+            crossed = self.thresholds.check(self.store, self._budgets, hold.reservations, self._status_of)
+            for status, level in crossed:
+                call.span.add_event(attr.LLM_COST_BUDGET_THRESHOLD_EVENT, {
+                    attr.LLM_COST_BUDGET_NAME: status.name, "llm_cost.budget.threshold": level,
+                    "llm_cost.budget.utilization": status.utilization, "llm_cost.budget.level": status.level})
+        except Exception:
+            exception_once(_logger, "budget-thresholds", "otel-llm-cost: could not check budget thresholds")
 
     def record_unreserved(self, cost: Decimal, session: SessionContext | None) -> None:
         """Spend seen only afterwards (another instrumentation's call): count it against the budgets."""

@@ -5,7 +5,7 @@
 limit_usd = 50
 scope = "global"        # global | session | user | tag
 window = "day"          # total | hour | day | week | month (calendar, UTC)
-on_exceed = "raise"     # raise | warn
+on_exceed = "raise"     # raise | warn | respond | fallback
 
 [budgets.per-feature]
 limit_usd = 5

@@ -48,6 +48,8 @@ class Attempt:
 
 
 _current: ContextVar[list[Attempt] | None] = ContextVar("otel_llm_cost_attempts", default=None)
+_canned: ContextVar[Any] = ContextVar("otel_llm_cost_canned_answer", default=None)
+"""A refused call's answer (`_refusal.Wire`): while set, a send returns it and nothing leaves the process."""
 
 
 def watch(attempts: list[Attempt]) -> Token[list[Attempt] | None]:
@@ -57,6 +59,15 @@ def watch(attempts: list[Attempt]) -> Token[list[Attempt] | None]:
 
 def unwatch(token: Token[list[Attempt] | None]) -> None:
     _current.reset(token)
+
+
+def serve(answer: Any) -> Token[Any]:
+    """Answer the sends made in this context with `answer` (a `_refusal.Wire`) instead of sending them."""
+    return _canned.set(answer)
+
+
+def unserve(token: Token[Any]) -> None:
+    _canned.reset(token)
 
 
 # --- recording, shared by every transport ---
@@ -86,12 +97,19 @@ def _failed(attempt: Attempt, error: BaseException, never_sent: Callable[[BaseEx
 
 
 Prepare = Callable[[Attempt, Any, tuple[Any, ...], bool], None]
+Canned = Callable[[Any, Any], Any]
+"""Builds the transport's response object from a `Wire` answer and the request being sent."""
 
 
-def _recording(never_sent: Callable[[BaseException], bool], prepare: Prepare, is_async: bool) -> Callable[..., Any]:
-    """A wrapt wrapper for one transport's send: an `Attempt` per send while a call is watched."""
+def _recording(never_sent: Callable[[BaseException], bool], prepare: Prepare, is_async: bool,
+               canned: Canned) -> Callable[..., Any]:
+    """A wrapt wrapper for one transport's send: an `Attempt` per send while a call is watched, and the
+    canned answer of a refused call instead of the network."""
 
     def sync_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        answer = _canned.get()
+        if answer is not None:
+            return canned(answer, args[0] if args else kwargs.get("request"))
         attempt = _begin()
         if attempt is None:
             return wrapped(*args, **kwargs)
@@ -106,6 +124,9 @@ def _recording(never_sent: Callable[[BaseException], bool], prepare: Prepare, is
 
     async def async_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Any:
+        answer = _canned.get()
+        if answer is not None:
+            return canned(answer, args[0] if args else kwargs.get("request"))
         attempt = _begin()
         if attempt is None:
             return await wrapped(*args, **kwargs)
@@ -186,9 +207,13 @@ def _patch_httpx(module: Any) -> None:
     def never_sent(error: BaseException) -> bool:
         return isinstance(error, refused)
 
+    def canned(answer: Any, request: Any) -> Any:
+        return module.Response(answer.status, headers={"content-type": answer.content_type}, content=answer.body,
+                               request=request)
+
     prepare = _httpx_preparer((module.HTTPTransport, module.AsyncHTTPTransport))
-    wrapt.wrap_function_wrapper(module, "Client.send", _recording(never_sent, prepare, is_async=False))
-    wrapt.wrap_function_wrapper(module, "AsyncClient.send", _recording(never_sent, prepare, is_async=True))
+    wrapt.wrap_function_wrapper(module, "Client.send", _recording(never_sent, prepare, False, canned))
+    wrapt.wrap_function_wrapper(module, "AsyncClient.send", _recording(never_sent, prepare, True, canned))
 
 
 # --- botocore: one `_send` per attempt, retries included ---
@@ -204,13 +229,40 @@ def _no_trace(attempt: Attempt, client: Any, args: tuple[Any, ...], is_async: bo
     return None
 
 
+class _Body:
+    """The raw body botocore reads a response from (`stream()`), for a canned answer."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **kwargs: Any) -> Any:
+        yield self._data
+
+    def read(self, *args: Any) -> bytes:
+        return self._data
+
+
+def _botocore_canned(answer: Any, request: Any) -> Any:
+    from botocore.awsrequest import AWSResponse
+
+    return AWSResponse(getattr(request, "url", ""), answer.status, {"content-type": answer.content_type},
+                       _Body(answer.body))
+
+
 def _patch_botocore(module: Any) -> None:
-    wrapt.wrap_function_wrapper(module, "Endpoint._send", _recording(_botocore_never_sent, _no_trace, is_async=False))
+    wrapt.wrap_function_wrapper(module, "Endpoint._send", _recording(_botocore_never_sent, _no_trace, False,
+                                                                     _botocore_canned))
+
+
+def _aiobotocore_canned(answer: Any, request: Any) -> Any:
+    """Never reached: the async Bedrock endpoints answer a refusal by raising (see bedrock.py)."""
+    raise RuntimeError("otel-llm-cost: a refused call is not answered through aiobotocore")
 
 
 def _patch_aiobotocore(module: Any) -> None:
     """aiobotocore's endpoint sends through aiohttp and raises botocore's exceptions."""
-    wrapt.wrap_function_wrapper(module, "AioEndpoint._send", _recording(_botocore_never_sent, _no_trace, is_async=True))
+    wrapt.wrap_function_wrapper(module, "AioEndpoint._send", _recording(_botocore_never_sent, _no_trace, True,
+                                                                        _aiobotocore_canned))
 
 
 _installed = False

@@ -11,6 +11,7 @@ and the only exception we raise on purpose is `BudgetExceededError`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from contextvars import ContextVar
@@ -28,12 +29,22 @@ from otel_llm_cost._log import exception_once, warn_once
 from otel_llm_cost.budget import BudgetExceededError
 from otel_llm_cost.context import SessionContext, current_session
 from otel_llm_cost.estimate import estimate_input_tokens, worst_case_usage
-from otel_llm_cost.instrumentation._attempts import Attempt, unwatch, watch
+from otel_llm_cost.instrumentation._attempts import Attempt, serve, unserve, unwatch, watch
 from otel_llm_cost.instrumentation._read import (
     is_async_raw_response,
     is_raw_response,
     parsed_raw_response,
     replace_parsed_raw_response,
+)
+from otel_llm_cost.instrumentation._refusal import (
+    Answer,
+    AnswerBuilder,
+    Direct,
+    ErrorBase,
+    Resend,
+    Wire,
+    refusal_text,
+    sdk_error,
 )
 from otel_llm_cost.pricing import Cost, PriceBook, default_price_book
 from otel_llm_cost.providers import believable_cost, reported_cost_header
@@ -80,6 +91,20 @@ class Request:
     units: Usage | None = None
     """What the request alone says it bills, in units that are not tokens (characters to speak, images to
     draw, seconds of audio): the worst case, and the usage when the response reports none."""
+
+    model_key: str | None = "model"
+    """The keyword argument that names the model in `kwargs` (Bedrock: `modelId`): what a fallback changes."""
+
+    def use_model(self, model: str) -> bool:
+        """Send this request with `model` instead (a budget's fallback); False when it cannot be changed
+        (the model was passed positionally, or is not what the kwarg says)."""
+        key = self.model_key
+        current = self.kwargs.get(key) if key else None
+        if not isinstance(current, str) or not self.model or self.model not in current:
+            return False
+        self.kwargs[key] = current.replace(self.model, model, 1)  # keeps a prefix: "models/", "openai/"
+        self.model = model
+        return True
 
     def worst_case(self, default_output_tokens: int) -> Usage:
         """The most one attempt can bill: budgets reserve it, and an unanswered attempt is charged it."""
@@ -198,6 +223,9 @@ class Endpoint:
     stream_key: str | None = None
     """When the SDK returns the stream inside a dict (Bedrock's `response["stream"]`), its key: the
     proxy then takes the stream's place in that same dict."""
+    answer_refusal: AnswerBuilder | None = None
+    """The answer a budget with `on_exceed="respond"` gives instead of sending (see `_refusal`); without
+    one, the operation has no message to answer with and a refusal raises."""
     resend: Callable[[Request, BaseException], bool] | None = None
     """Given the error of the first send, whether the server rejected something WE added to the request
     (OpenAI-compatible servers that refuse `stream_options`): it then changes `request.kwargs` and
@@ -215,6 +243,8 @@ class CallContext:
     price_book: PriceBook = field(default_factory=default_price_book)
     active: bool = True
     """False once uninstrumented: a wrapper that another instrumentation still holds passes through."""
+    error_base: ErrorBase | None = None
+    """The SDK's base error class: a refusal raised into the app is one of those too."""
 
 
 class LLMCall:
@@ -240,8 +270,9 @@ class LLMCall:
         self.attempts: list[Attempt] = []
 
     @classmethod
-    def begin(cls, ctx: CallContext, request: Request) -> LLMCall | None:
-        """Start the span and reserve the budget. Raises only `BudgetExceededError`."""
+    def begin(cls, ctx: CallContext, request: Request, endpoint: Endpoint | None = None) -> LLMCall | Answer | None:
+        """Start the span and reserve the budget. A refused call ends here: it returns the refused answer
+        (`on_exceed="respond"`), or raises `BudgetExceededError` (also the SDK's own base error)."""
         try:
             session = current_session()
             span = ctx.tracer.start_span(
@@ -256,8 +287,11 @@ class LLMCall:
         try:
             _state.budget_hook().reserve(call)
         except BudgetExceededError as refusal:
-            call._end_blocked(refusal)
-            raise
+            answer = _refused_answer(endpoint, request, refusal)
+            call._end_blocked(refusal, responded=answer is not None)
+            if answer is None:
+                raise sdk_error(refusal, ctx.error_base) from None
+            return answer
         except Exception:
             exception_once(_logger, "budget-reserve", "otel-llm-cost: budget reservation failed; call allowed")
         return call
@@ -308,15 +342,16 @@ class LLMCall:
         self._settle(failed=self.cost is None)
         self.span.end()
 
-    def _end_blocked(self, refusal: BudgetExceededError) -> None:
+    def _end_blocked(self, refusal: BudgetExceededError, responded: bool = False) -> None:
+        """A call a budget refused: never sent, counted as blocked. `responded`: the app got the refusal
+        message as the model's answer, so for the app it did not fail."""
         self._ended = True
         try:
-            self.span.set_attributes({
-                attr.ERROR_TYPE: type(refusal).__qualname__,
-                attr.LLM_COST_BUDGET_NAME: refusal.budget,
-                attr.LLM_COST_BUDGET_OUTCOME: "blocked",
-            })
-            self.span.set_status(Status(StatusCode.ERROR, "BudgetExceededError"))
+            self.span.set_attributes({attr.LLM_COST_BUDGET_NAME: refusal.budget,
+                                      attr.LLM_COST_BUDGET_OUTCOME: "responded" if responded else "blocked"})
+            if not responded:
+                self.span.set_attribute(attr.ERROR_TYPE, type(refusal).__qualname__)
+                self.span.set_status(Status(StatusCode.ERROR, "BudgetExceededError"))
             self._publish(Outcome(), "blocked")
         finally:
             self.span.end()
@@ -594,11 +629,102 @@ def _may_resend(endpoint: Endpoint, request: Request, error: BaseException) -> b
         return False
 
 
+def _refused_answer(endpoint: Endpoint | None, request: Request, refusal: BudgetExceededError) -> Answer | None:
+    """The answer to give instead of sending, when the refusing budget says `respond` and the SDK file
+    knows how to answer this operation; None to raise."""
+    if refusal.policy != "respond" or endpoint is None or endpoint.answer_refusal is None:
+        return None
+    try:
+        return endpoint.answer_refusal(request, refusal_text(refusal))
+    except Exception:
+        exception_once(_logger, ("answer-refusal", endpoint.answer_refusal),
+                       "otel-llm-cost: could not build a refused answer; the call is refused with an error")
+        return None
+
+
+def _deliver(answer: Answer, request: Request, send: Callable[[], Any]) -> Any:
+    """The refused answer, as the SDK returns it: a `Wire` body goes through the SDK's own parsing (the
+    transport answers in place of the network), a `Direct` answer is the value itself, a `Resend` is
+    the SDK's own answer to the changed arguments."""
+    if isinstance(answer, Direct):
+        return answer.value
+    if isinstance(answer, Resend):
+        request.kwargs.update(answer.changes)
+    result = _serving(answer, send)
+    if inspect.isgenerator(result):  # an SDK that sends only once its generator runs (google-genai, cohere)
+        return _served_generator(answer, result)
+    if inspect.isasyncgen(result):
+        return _served_async_generator(answer, result)
+    return result
+
+
+async def _as_async_iterator(chunks: Any) -> Any:
+    for chunk in chunks:
+        yield chunk
+
+
+def _serving(answer: Answer, send: Callable[[], Any]) -> Any:
+    """`send()` with the transport answering `answer` (a `Wire`) and our wrappers passing through."""
+    tokens = serve(answer) if isinstance(answer, Wire) else None, _sending.set(True)
+    try:
+        return send()
+    finally:
+        _sending.reset(tokens[1])
+        if tokens[0] is not None:
+            unserve(tokens[0])
+
+
+def _served_generator(answer: Answer, generator: Any) -> Any:
+    """The SDK's generator, each step run while the transport answers `answer`."""
+    while True:
+        try:
+            item = _serving(answer, lambda: next(generator))
+        except StopIteration as stop:
+            return stop.value
+        yield item
+
+
+async def _served_async_generator(answer: Answer, generator: Any) -> Any:
+    """`_served_generator` for async generators."""
+    while True:
+        tokens = serve(answer) if isinstance(answer, Wire) else None, _sending.set(True)
+        try:
+            item = await generator.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            _sending.reset(tokens[1])
+            if tokens[0] is not None:
+                unserve(tokens[0])
+        yield item
+
+
+async def _deliver_async(answer: Answer, request: Request, send: Callable[[], Awaitable[Any]]) -> Any:
+    """`_deliver` for coroutines. A `Direct` stream of chunks is delivered as the async iterator an async
+    method returns."""
+    if isinstance(answer, Direct):
+        return _as_async_iterator(answer.value) if inspect.isgenerator(answer.value) else answer.value
+    if isinstance(answer, Resend):
+        request.kwargs.update(answer.changes)
+    tokens = serve(answer) if isinstance(answer, Wire) else None, _sending.set(True)
+    try:
+        result = await send()
+    finally:
+        _sending.reset(tokens[1])
+        if tokens[0] is not None:
+            unserve(tokens[0])
+    if inspect.isasyncgen(result):  # google-genai's async stream sends once its generator runs
+        return _served_async_generator(answer, result)
+    return result
+
+
 def run_sync(ctx: CallContext, endpoint: Endpoint, request: Request, send: Callable[[], Any]) -> Any:
     """The whole lifecycle around `send()`, which performs the SDK call (reading `request.kwargs`)."""
-    call = LLMCall.begin(ctx, request)
+    call = LLMCall.begin(ctx, request, endpoint)
     if call is None:
         return send()
+    if not isinstance(call, LLMCall):
+        return _deliver(call, request, send)
     tokens = call.make_current()
     try:
         try:
@@ -617,9 +743,11 @@ def run_sync(ctx: CallContext, endpoint: Endpoint, request: Request, send: Calla
 
 async def run_async(ctx: CallContext, endpoint: Endpoint, request: Request, send: Callable[[], Awaitable[Any]]) -> Any:
     """`run_sync` for coroutines: the same lifecycle, only the send is awaited."""
-    call = LLMCall.begin(ctx, request)
+    call = LLMCall.begin(ctx, request, endpoint)
     if call is None:
         return await send()
+    if not isinstance(call, LLMCall):
+        return await _deliver_async(call, request, send)
     tokens = call.make_current()
     try:
         try:

@@ -16,6 +16,7 @@ from wrapt import register_post_import_hook, wrap_function_wrapper
 from otel_llm_cost import _state
 from otel_llm_cost.instrumentation import _attempts
 from otel_llm_cost.instrumentation._call import SCOPE_NAME, CallContext, Endpoint, wrap_endpoint
+from otel_llm_cost.instrumentation._refusal import ErrorBase
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,8 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     dependencies: Collection[str] = ()
     targets: Sequence[Target] = ()
+    error_base: ErrorBase | None = None
+    """The SDK's base error class: a budget refusal raised into the app is an instance of it too."""
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return self.dependencies
@@ -52,7 +55,7 @@ class LLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
         _attempts.install()  # which requests of a call left the client: what a failed call is charged
         tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider=kwargs.get("tracer_provider"))
-        ctx = self._ctx = CallContext(tracer=tracer)
+        ctx = self._ctx = CallContext(tracer=tracer, error_base=self.error_base)
         self._wrappers: list[tuple[Any, str, Callable[..., Any]]] = []
         # Patch each SDK module when the app first imports it (at once if it already has): instrumenting
         # imports no SDK, so an app pays only for the SDKs it uses (LiteLLM alone takes seconds to import).

@@ -36,6 +36,7 @@ from otel_llm_cost.instrumentation._batch import (
     results_wrapper,
 )
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._refusal import Answer, ErrorBase, aws_event_stream, json_body, refusal_id, sse
 from otel_llm_cost.instrumentation._read import as_dict, field, given, given_int, given_str, text
 from otel_llm_cost.providers import Route, route_for_url
 from otel_llm_cost.usage import usage_from_anthropic_messages
@@ -135,8 +136,31 @@ class _MessagesStream:
         return Outcome(usage=estimated_usage(self._request, self._deltas), estimated=True)
 
 
-MESSAGES = Endpoint(_read_request, _read_response, _MessagesStream)
-STREAM_HELPER = Endpoint(streaming(_read_request), _read_response, _MessagesStream)
+def _answer(request: Request, refusal: str) -> Answer:
+    """A refused Messages call: one text block, `end_turn`, zero usage; streamed as the API streams it
+    (server-sent events, or Bedrock's event stream for `AnthropicBedrock`)."""
+    usage = {"input_tokens": 0, "output_tokens": 0}
+    message = {"id": refusal_id(), "type": "message", "role": "assistant", "model": request.model or "",
+               "content": [{"type": "text", "text": refusal}], "stop_reason": "end_turn", "stop_sequence": None,
+               "usage": usage}
+    if not request.stream:
+        return json_body(message)
+    events = [
+        {"type": "message_start", "message": {**message, "content": [], "stop_reason": None}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": refusal}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 0}},
+        {"type": "message_stop"},
+    ]
+    if request.provider == "aws.bedrock":
+        return aws_event_stream((("chunk", event) for event in events), wrap_in_bytes=True)
+    return sse((event["type"], event) for event in events)
+
+
+MESSAGES = Endpoint(_read_request, _read_response, _MessagesStream, answer_refusal=_answer)
+STREAM_HELPER = Endpoint(streaming(_read_request), _read_response, _MessagesStream, answer_refusal=_answer)
 
 
 def _stream_helper_wrapper(is_async: bool) -> Callable[[CallContext], Callable[..., Any]]:
@@ -217,6 +241,7 @@ class AnthropicInstrumentor(LLMInstrumentor):
     the `stream()` helper."""
 
     dependencies = ("anthropic >= 1.0",)  # 0.x Stream types reject any proxy in isinstance()
+    error_base = ErrorBase("anthropic:AnthropicError")
     targets = tuple(
         target
         for module in _MODULES

@@ -15,6 +15,8 @@ The service tier billed is the one the response reports.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +32,7 @@ from otel_llm_cost.instrumentation._call import (
     run_sync,
 )
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._refusal import Answer, ErrorBase, aws_event_stream, json_body
 from otel_llm_cost.instrumentation._read import field, given_int, given_str, text
 from otel_llm_cost.usage import usage_from_bedrock_converse
 
@@ -55,7 +58,7 @@ def _params(client: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[
 def _request(params: dict[str, Any], kwargs: dict[str, Any], operation: str = "chat", **fields: Any) -> Request:
     """What every Bedrock runtime request shares; the operation's own fields come in `fields`."""
     return Request(operation=operation, provider="aws.bedrock", api="bedrock.converse",
-                   model=_model_id(params.get("modelId")), kwargs=kwargs, **fields)
+                   model=_model_id(params.get("modelId")), kwargs=params, model_key="modelId", **fields)
 
 
 def _is_embedding(params: dict[str, Any]) -> bool:
@@ -123,7 +126,22 @@ class _ConverseStream:
         return Outcome(usage=usage_from_bedrock_converse(usage), finish_reasons=finish, service_tier=tier)
 
 
-CONVERSE = Endpoint(_read_request, _read_response, _ConverseStream, stream_key="stream")
+def _answer_converse(request: Request, refusal: str) -> Answer:
+    """A refused Converse call: one assistant text, `end_turn`, zero usage; ConverseStream's events."""
+    usage = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
+    if not request.stream:
+        return json_body({"output": {"message": {"role": "assistant", "content": [{"text": refusal}]}},
+                          "stopReason": "end_turn", "usage": usage, "metrics": {"latencyMs": 0}})
+    return aws_event_stream([
+        ("messageStart", {"role": "assistant"}),
+        ("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": refusal}}),
+        ("contentBlockStop", {"contentBlockIndex": 0}),
+        ("messageStop", {"stopReason": "end_turn"}),
+        ("metadata", {"usage": usage, "metrics": {"latencyMs": 0}}),
+    ])
+
+
+CONVERSE = Endpoint(_read_request, _read_response, _ConverseStream, stream_key="stream", answer_refusal=_answer_converse)
 
 
 # --- InvokeModel: the body is the model family's own format; the counts are Bedrock's ---
@@ -274,7 +292,9 @@ def _api_call_wrapper(ctx: CallContext, is_async: bool = False) -> Callable[...,
         request = read_request(ctx, endpoint, client, args, kwargs) if endpoint is not None else None
         if request is None:
             return await wrapped(*args, **kwargs)
-        return await run_async(ctx, endpoint, request, lambda: wrapped(*args, **kwargs))  # type: ignore[arg-type]
+        # aiobotocore's transport is not one a refused answer is served through: a refusal raises
+        return await run_async(ctx, replace(endpoint, answer_refusal=None), request,  # type: ignore[arg-type]
+                               lambda: wrapped(*args, **kwargs))
 
     return async_wrapper if is_async else sync_wrapper
 
@@ -283,6 +303,10 @@ class BedrockInstrumentor(LLMInstrumentor):
     """Cost spans for Bedrock's Converse and InvokeModel APIs through boto3 / botocore."""
 
     dependencies = ("botocore >= 1.34.116",)
+    error_base = ErrorBase("botocore.exceptions:ClientError", lambda refusal: {
+        "response": {"Error": {"Code": "BudgetExceeded", "Message": str(refusal)},
+                     "ResponseMetadata": {"HTTPStatusCode": 402}},
+        "operation_name": "Converse"})
     targets = (
         Target("botocore.client", "BaseClient._make_api_call", wrapper_factory=_api_call_wrapper),
         # aiobotocore's clients override it with a coroutine

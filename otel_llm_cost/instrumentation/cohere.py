@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
+from otel_llm_cost.instrumentation._refusal import Answer, ErrorBase, json_body, refusal_id, sse
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, given_str, text
 from otel_llm_cost.usage import Usage, usage_from_cohere_chat, usage_from_cohere_embed, usage_from_cohere_rerank
@@ -55,8 +56,25 @@ _EVENTS = UsageChunks(
     has_usage=lambda event: field(_message_end(event), "usage") is not None,
     finish_reasons=lambda event: _finish(field(_message_end(event), "finish_reason")),
 )
-CHAT = Endpoint(_read_request, _read_response)
-CHAT_STREAM = Endpoint(streaming(_read_request), _read_response, _EVENTS)
+def _answer(request: Request, refusal: str) -> Answer:
+    """A refused v2 chat: one assistant text, `COMPLETE`, zero billed units; streamed as its events."""
+    tokens = {"input_tokens": 0, "output_tokens": 0}
+    usage = {"billed_units": tokens, "tokens": tokens}
+    message_id = refusal_id()
+    if not request.stream:
+        return json_body({"id": message_id, "finish_reason": "COMPLETE", "usage": usage,
+                          "message": {"role": "assistant", "content": [{"type": "text", "text": refusal}]}})
+    return sse((event["type"], event) for event in (
+        {"type": "message-start", "id": message_id, "delta": {"message": {"role": "assistant", "content": []}}},
+        {"type": "content-start", "index": 0, "delta": {"message": {"content": {"type": "text", "text": ""}}}},
+        {"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": refusal}}}},
+        {"type": "content-end", "index": 0},
+        {"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": usage}},
+    ))
+
+
+CHAT = Endpoint(_read_request, _read_response, answer_refusal=_answer)
+CHAT_STREAM = Endpoint(streaming(_read_request), _read_response, _EVENTS, answer_refusal=_answer)
 
 _MODULE = "cohere.v2.client"
 
@@ -97,6 +115,8 @@ class CohereInstrumentor(LLMInstrumentor):
     """Cost spans for the `cohere` SDK's v2 chat and embed (`ClientV2`, and `Client().v2`)."""
 
     dependencies = ("cohere >= 5.0",)
+    error_base = ErrorBase("cohere.core.api_error:ApiError", lambda refusal: {
+        "status_code": None, "body": str(refusal), "headers": None})
     targets = (
         Target(_MODULE, "V2Client.chat", CHAT),
         Target(_MODULE, "AsyncV2Client.chat", CHAT, is_async=True),

@@ -14,6 +14,7 @@ import enum
 from typing import Any
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
+from otel_llm_cost.instrumentation._refusal import Answer, Direct, ErrorBase, refusal_id
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given_int, text
 from otel_llm_cost.usage import Usage, usage_from_gemini
@@ -87,10 +88,24 @@ _TRAFFIC_TIERS = {"on_demand_flex": "flex", "on_demand_priority": "priority"}
 """Vertex AI says which pay-as-you-go tier billed a call in `usageMetadata.trafficType`: Flex PayGo
 costs half the standard rate, Priority PayGo more."""
 
-GENERATE_CONTENT = Endpoint(_read_request, _read_response)
+def _answer(request: Request, refusal: str) -> Answer:
+    """A refused generateContent: one model turn, `STOP`, zero usage (a stream of one chunk). Built by
+    the SDK's own converter rather than served as a body: its async client may send through aiohttp,
+    a transport we do not answer for."""
+    from google.genai import types
+
+    response = types.GenerateContentResponse._from_response(response={
+        "candidates": [{"content": {"role": "model", "parts": [{"text": refusal}]}, "finish_reason": "STOP",
+                        "index": 0}],
+        "usage_metadata": {"prompt_token_count": 0, "candidates_token_count": 0, "total_token_count": 0},
+        "model_version": request.model or "", "response_id": refusal_id()}, kwargs={})
+    return Direct((chunk for chunk in (response,)) if request.stream else response)
+
+
+GENERATE_CONTENT = Endpoint(_read_request, _read_response, answer_refusal=_answer)
 # Every chunk repeats `usage_metadata`, cumulatively; a candidate's finish reason ends the call.
 _CONTENT_STREAM = UsageChunks(_read_response, lambda chunk: field(chunk, "usage_metadata") is not None, _finish_reasons)
-GENERATE_CONTENT_STREAM = Endpoint(streaming(_read_request), _read_response, _CONTENT_STREAM)
+GENERATE_CONTENT_STREAM = Endpoint(streaming(_read_request), _read_response, _CONTENT_STREAM, answer_refusal=_answer)
 
 def _read_embed_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     request = _read_request(instance, args, kwargs)
@@ -117,6 +132,8 @@ class GoogleGenAIInstrumentor(LLMInstrumentor):
     """Cost spans for the `google-genai` SDK (Gemini API and Vertex AI), one per request sent."""
 
     dependencies = ("google-genai >= 1.0",)
+    error_base = ErrorBase("google.genai.errors:APIError", lambda refusal: {
+        "code": 402, "status": "BUDGET_EXCEEDED", "message": str(refusal), "details": {}, "response": None})
     targets = (
         Target(_MODULE, "Models._generate_content", GENERATE_CONTENT),
         Target(_MODULE, "Models.embed_content", EMBED_CONTENT),

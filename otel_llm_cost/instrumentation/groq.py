@@ -12,7 +12,8 @@ from typing import Any
 from otel_llm_cost.instrumentation._call import Endpoint, Request
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field
-from otel_llm_cost.instrumentation.openai import ChatStream, read_chat_request, read_chat_response
+from otel_llm_cost.instrumentation._refusal import ErrorBase
+from otel_llm_cost.instrumentation.openai import ChatStream, answer_chat, read_chat_request, read_chat_response
 
 __all__ = ["GroqInstrumentor"]
 
@@ -30,7 +31,7 @@ class _GroqChatStream(ChatStream):
         return usage if usage is not None else field(field(chunk, "x_groq"), "usage")
 
 
-CHAT = Endpoint(_read_request, read_chat_response, _GroqChatStream)
+CHAT = Endpoint(_read_request, read_chat_response, _GroqChatStream, answer_refusal=answer_chat)
 
 _MODULE = "groq.resources.chat.completions"
 
@@ -39,6 +40,7 @@ class GroqInstrumentor(LLMInstrumentor):
     """Cost spans for the `groq` SDK. Its base URL (api.groq.com) names the provider `groq`."""
 
     dependencies = ("groq >= 0.11",)
+    error_base = ErrorBase("groq:GroqError")
     targets = (
         Target(_MODULE, "Completions.create", CHAT),
         Target(_MODULE, "AsyncCompletions.create", CHAT, is_async=True),

@@ -16,6 +16,7 @@ from typing import Any
 
 from otel_llm_cost import _state
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request
+from otel_llm_cost.instrumentation._refusal import Answer, Direct, ErrorBase, Resend, refusal_id
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import (
     asking_stream_usage,
@@ -122,7 +123,20 @@ class _LiteLLMStream(ChatStream):
         return outcome
 
 
-COMPLETION = Endpoint(_request_reader("chat", "messages"), _read_response, _LiteLLMStream)
+def _answer(request: Request, refusal: str) -> Answer:
+    """A refused completion: LiteLLM's own `ModelResponse`, zero usage; a stream is LiteLLM's own
+    `mock_response` stream (no provider is called), which reports no usage."""
+    if request.stream:  # without the usage chunk we may have asked for: the app did not
+        return Resend({"mock_response": refusal, **({"stream_options": None} if request.hide_usage_chunk else {})})
+    import litellm
+
+    return Direct(litellm.ModelResponse(
+        id=refusal_id(), model=request.model, object="chat.completion",
+        choices=[{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": refusal}}],
+        usage=litellm.Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0)))
+
+
+COMPLETION = Endpoint(_request_reader("chat", "messages"), _read_response, _LiteLLMStream, answer_refusal=_answer)
 EMBEDDING = Endpoint(_request_reader("embeddings", "input"), _read_response)
 
 
@@ -131,6 +145,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
     `litellm.completion` when LiteLLM is imported): both are wrapped, and the nesting rule counts once."""
 
     dependencies = ("litellm >= 1.60",)
+    error_base = ErrorBase("openai:OpenAIError")  # LiteLLM's exceptions derive from openai's
     targets = tuple(
         target
         for module in ("litellm", "litellm.main")

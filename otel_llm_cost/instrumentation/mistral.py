@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
+from otel_llm_cost.instrumentation._refusal import ErrorBase
+from otel_llm_cost.instrumentation.openai import answer_chat
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import choice_finish_reasons, field, given_int, given_str, text
 from otel_llm_cost.usage import usage_from_mistral_chat
@@ -55,9 +57,9 @@ def _read_embeddings_request(instance: Any, args: tuple[Any, ...], kwargs: dict[
                    prompt=inputs if isinstance(inputs, (str, list)) else None)
 
 
-COMPLETE = Endpoint(_read_request, _read_response)
+COMPLETE = Endpoint(_read_request, _read_response, answer_refusal=answer_chat)
 EMBEDDINGS = Endpoint(_read_embeddings_request, _read_response)
-STREAM = Endpoint(streaming(_read_request), _read_response, _CHUNKS)
+STREAM = Endpoint(streaming(_read_request), _read_response, _CHUNKS, answer_refusal=answer_chat)
 
 _MODULE = "mistralai.client.chat"
 
@@ -66,6 +68,8 @@ class MistralInstrumentor(LLMInstrumentor):
     """Cost spans for the `mistralai` SDK's chat API."""
 
     dependencies = ("mistralai >= 1.0",)
+    error_base = ErrorBase("mistralai.client.errors:MistralError|mistralai.models:SDKError", lambda refusal: {
+        "message": str(refusal), "status_code": 402, "body": "", "headers": {}, "raw_response": None})
     targets = (
         Target(_MODULE, "Chat.complete", COMPLETE),
         Target(_MODULE, "Chat.complete_async", COMPLETE, is_async=True),

@@ -8,10 +8,13 @@ stream's final chunk (`done: true`). A local model has no price unless the user 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from typing import Any
 
 from otel_llm_cost import _state
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
+from otel_llm_cost.instrumentation._refusal import Answer, ErrorBase, json_body, ndjson
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field, given, given_int, given_str, text
 from otel_llm_cost.providers import route_of
@@ -69,7 +72,24 @@ _CHUNKS = UsageChunks(
     finish_reasons=lambda chunk: (text(chunk, "done_reason") or "stop",) if field(chunk, "done") is True else (),
 )
 
-ENDPOINTS = {method: Endpoint(_request_reader(method), _read_response, _CHUNKS if method != "embed" else None)
+def _answer(request: Request, refusal: str) -> Answer | None:
+    """A refused chat or generate: the text, `done` with reason `stop` and zero counts; streamed as
+    one content line and a closing `done` line."""
+    if request.operation == "embeddings":
+        return None
+    text_field = ({"message": {"role": "assistant", "content": refusal}} if request.operation == "chat"
+                  else {"response": refusal})
+    empty = ({"message": {"role": "assistant", "content": ""}} if request.operation == "chat" else {"response": ""})
+    base = {"model": request.model or "", "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    done = {"done": True, "done_reason": "stop", "total_duration": 0, "load_duration": 0, "prompt_eval_count": 0,
+            "prompt_eval_duration": 0, "eval_count": 0, "eval_duration": 0}
+    if not request.stream:
+        return json_body({**base, **text_field, **done})
+    return ndjson([{**base, **text_field, "done": False}, {**base, **empty, **done}])
+
+
+ENDPOINTS = {method: Endpoint(_request_reader(method), _read_response, _CHUNKS if method != "embed" else None,
+                              answer_refusal=_answer)
              for method in _SHAPES}
 
 
@@ -77,6 +97,7 @@ class OllamaInstrumentor(LLMInstrumentor):
     """Cost spans for the `ollama` SDK."""
 
     dependencies = ("ollama >= 0.4",)
+    error_base = ErrorBase("ollama:ResponseError", lambda refusal: {"error": str(refusal), "status_code": 402})
     targets = tuple(
         target
         for method, endpoint in ENDPOINTS.items()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import weakref
 from dataclasses import replace
 from decimal import Decimal
@@ -24,6 +25,7 @@ from otel_llm_cost.instrumentation._batch import (
 )
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, RequestReader, estimated_usage
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._refusal import Answer, ErrorBase, json_body, refusal_id, sse
 from otel_llm_cost.instrumentation._read import (
     asking_stream_usage,
     choice_finish_reasons,
@@ -222,7 +224,42 @@ class ChatStream:
                        _provider_cost(self._usage))
 
 
-CHAT = Endpoint(read_chat_request, read_chat_response, ChatStream, resend=_resend_without_stream_options)
+def _structured(kwargs: dict[str, Any]) -> bool:
+    """Structured output (`parse()`, a JSON schema): a refusal goes in `refusal`, as the model's own do."""
+    response_format = kwargs.get("response_format", kwargs.get("text_format"))
+    if isinstance(response_format, type):
+        return True
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        return True
+    text_config = kwargs.get("text")
+    return isinstance(text_config, dict) and (text_config.get("format") or {}).get("type") == "json_schema"
+
+
+def _zero_chat_usage() -> dict[str, Any]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+def answer_chat(request: Request, refusal: str) -> Answer:
+    """A refused Chat Completions call: one assistant message, `stop`, zero usage (streamed as chunks,
+    the usage chunk only when the app itself asked for it)."""
+    key = "refusal" if _structured(request.kwargs) else "content"
+    base = {"id": refusal_id(), "created": int(time.time()), "model": request.model or ""}
+    if not request.stream:
+        message = {"role": "assistant", "content": None, "refusal": None, key: refusal}
+        return json_body({**base, "object": "chat.completion", "usage": _zero_chat_usage(),
+                          "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}]})
+    chunk = {**base, "object": "chat.completion.chunk"}
+    deltas = [{"role": "assistant", "content": ""}, {key: refusal}, {}]
+    events = [{**chunk, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                     "finish_reason": "stop" if not delta else None}]} for delta in deltas]
+    options = request.kwargs.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") and not request.hide_usage_chunk:
+        events.append({**chunk, "choices": [], "usage": _zero_chat_usage()})
+    return sse(((None, event) for event in events), done=True)
+
+
+CHAT = Endpoint(read_chat_request, read_chat_response, ChatStream, resend=_resend_without_stream_options,
+                answer_refusal=answer_chat)
 
 
 # --- legacy completions: the chat wire shape, with a `prompt` ---
@@ -235,8 +272,18 @@ def _read_completions_request(instance: Any, args: tuple[Any, ...], kwargs: dict
     return request
 
 
+def _answer_completions(request: Request, refusal: str) -> Answer:
+    """A refused legacy completion: the text as the completion, `stop`, zero usage."""
+    base = {"id": refusal_id(), "object": "text_completion", "created": int(time.time()), "model": request.model or ""}
+    if not request.stream:
+        return json_body({**base, "usage": _zero_chat_usage(),
+                          "choices": [{"index": 0, "text": refusal, "finish_reason": "stop", "logprobs": None}]})
+    return sse(((None, {**base, "choices": [{"index": 0, "text": piece, "finish_reason": finish, "logprobs": None}]})
+                for piece, finish in ((refusal, None), ("", "stop"))), done=True)
+
+
 COMPLETIONS = Endpoint(_read_completions_request, read_chat_response, ChatStream,
-                       resend=_resend_without_stream_options)
+                       resend=_resend_without_stream_options, answer_refusal=_answer_completions)
 
 
 # --- responses ---
@@ -314,7 +361,47 @@ class _ResponsesStream:
         return Outcome(usage=estimated_usage(self._request, self._deltas), estimated=True)
 
 
-RESPONSES = Endpoint(_read_responses_request, _read_responses_response, _ResponsesStream)
+def _answer_responses(request: Request, refusal: str) -> Answer:
+    """A refused Responses call: one completed assistant message (a `refusal` part for structured
+    output), zero usage; streamed as the API streams one message, event by event."""
+    part = {"type": "refusal", "refusal": refusal} if _structured(request.kwargs) else \
+        {"type": "output_text", "text": refusal, "annotations": []}
+    message = {"type": "message", "id": refusal_id(), "status": "completed", "role": "assistant",
+               "content": [part]}
+    usage = {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+    response_id, created = refusal_id(), int(time.time())
+
+    def response(status: str, output: list[Any]) -> dict[str, Any]:
+        return {"id": response_id, "object": "response", "created_at": created,
+                "model": request.model or "", "status": status, "output": output, "usage": usage,
+                "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "error": None,
+                "incomplete_details": None, "instructions": None, "metadata": {}}
+
+    if not request.stream:
+        return json_body(response("completed", [message]))
+    where = {"item_id": message["id"], "output_index": 0}
+    empty = {**part, "text": ""} if part["type"] == "output_text" else {**part, "refusal": ""}
+    delta, done = ("response.output_text.delta", "response.output_text.done") if part["type"] == "output_text" \
+        else ("response.refusal.delta", "response.refusal.done")
+    text_key = "text" if part["type"] == "output_text" else "refusal"
+    steps: list[dict[str, Any]] = [
+        {"type": "response.created", "response": response("in_progress", [])},
+        {"type": "response.in_progress", "response": response("in_progress", [])},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**message, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **where, "content_index": 0, "part": empty},
+        {"type": delta, **where, "content_index": 0, "delta": refusal, "logprobs": []},
+        {"type": done, **where, "content_index": 0, text_key: refusal, "logprobs": []},
+        {"type": "response.content_part.done", **where, "content_index": 0, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+        {"type": "response.completed", "response": response("completed", [message])},
+    ]
+    return sse((step["type"], {**step, "sequence_number": number}) for number, step in enumerate(steps))
+
+
+RESPONSES = Endpoint(_read_responses_request, _read_responses_response, _ResponsesStream,
+                     answer_refusal=_answer_responses)
 
 
 # --- embeddings ---
@@ -534,6 +621,7 @@ class OpenAIInstrumentor(LLMInstrumentor):
     """Cost spans for the `openai` SDK. `OpenAIInstrumentor().instrument()`; `uninstrument()` restores it."""
 
     dependencies = ("openai >= 1.40",)
+    error_base = ErrorBase("openai:OpenAIError")
     targets = (
         Target(_CHAT_MODULE, "Completions.create", CHAT),
         Target(_CHAT_MODULE, "AsyncCompletions.create", CHAT, is_async=True),

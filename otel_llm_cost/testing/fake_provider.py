@@ -673,17 +673,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(200, response("completed", b.text, True))
 
         def events() -> Iterator[tuple[str | None, Any]]:
-            seq = 0
-            yield "response.created", {"type": "response.created", "sequence_number": seq,
-                                       "response": response("in_progress", "", False)}
-            for piece in _split(b.text, b.chunks):
-                seq += 1
-                yield "response.output_text.delta", {
-                    "type": "response.output_text.delta", "sequence_number": seq, "item_id": message_id,
-                    "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}
-            seq += 1
-            yield "response.completed", {"type": "response.completed", "sequence_number": seq,
-                                         "response": response("completed", b.text, True)}
+            # the API's order for one message: the item and its part open, text deltas, then each closes
+            where = {"item_id": message_id, "output_index": 0, "content_index": 0}
+            part = {"type": "output_text", "text": b.text, "annotations": []}
+            item = {"type": "message", "id": message_id, "status": "completed", "role": "assistant", "content": [part]}
+            steps: list[dict[str, Any]] = [
+                {"type": "response.created", "response": response("in_progress", "", False)},
+                {"type": "response.in_progress", "response": response("in_progress", "", False)},
+                {"type": "response.output_item.added", "output_index": 0,
+                 "item": {**item, "status": "in_progress", "content": []}},
+                {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+                *({"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+                  for piece in _split(b.text, b.chunks)),
+                {"type": "response.output_text.done", **where, "text": b.text, "logprobs": []},
+                {"type": "response.content_part.done", **where, "part": part},
+                {"type": "response.output_item.done", "output_index": 0, "item": item},
+                {"type": "response.completed", "response": response("completed", b.text, True)},
+            ]
+            for seq, step in enumerate(steps):
+                yield step["type"], {**step, "sequence_number": seq}
 
         self._send_sse(events(), fault)
 
