@@ -105,12 +105,15 @@ def run_demo(args: argparse.Namespace) -> int:
     ledger = None if args.ledger == "none" else args.ledger
     started = datetime.now(UTC)
     llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, metric_tags="feature,job",
-                       ledger=ledger)
+                       ledger=ledger, fallback_models={"gpt-4o": "gpt-4o-mini"})
     if ledger:
         _progress(args.quiet, f"recording every call in the usage ledger {ledger}")
     llm_cost.set_budget("0.25", scope="session", name="demo-per-session")
     llm_cost.set_budget("0.001", window="day", on_exceed="warn", name="demo-daily-soft")
     llm_cost.set_budget(100, window="month", name="demo-monthly")
+    # the calls tagged for them: one budget answers with a refusal message, one falls back to a cheaper model
+    llm_cost.set_budget("0.10", scope="tag", tag="polite", on_exceed="respond", name="demo-polite-agent")
+    llm_cost.set_budget("0.02", scope="tag", tag="thrifty", on_exceed="fallback", name="demo-thrifty-digest")
 
     with FakeProvider() as fake:
         fake.set_model("claude-sonnet-4-5", input_tokens=60_000, cache_read_tokens=52_000, cache_write_tokens=6_000,
@@ -294,6 +297,23 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
             show(f"runaway agent step {step}")
             history += [{"role": "assistant", "content": "Calling the search tool again."},
                         {"role": "user", "content": "Tool output: " + "log line with details; " * 1500}]
+    # the same loop under a budget that answers instead of raising: the agent reads the refusal and stops
+    with llm_cost.session(f"polite-agent-{n}", user_id="dave", feature="agent", polite=f"run-{n}"):
+        history = list(MESSAGES)
+        for step in range(1, 50):
+            reply = oai.chat.completions.create(model="gpt-4.1", max_tokens=4_000, messages=history)
+            if reply.id.startswith("llm_cost-refused-"):
+                _progress(quiet, f"  [{n:>3}] polite agent answered at step {step}: {reply.choices[0].message.content}")
+                break
+            show(f"polite agent step {step}")
+            history += [{"role": "assistant", "content": "Calling the search tool again."},
+                        {"role": "user", "content": "Tool output: " + "log line with details; " * 1500}]
+    # a user budget that falls back to a cheaper model rather than refusing
+    with llm_cost.session(f"digest-{n}", user_id="frank", feature="digest", thrifty=f"run-{n}"):
+        for _ in range(3):
+            oai.chat.completions.create(model="gpt-4o", max_tokens=400, messages=[
+                {"role": "user", "content": "Summarise today's incidents: " + "incident notes " * 300}])
+            show("digest (falls back when over budget)")
 
 
 def main() -> int:  # pragma: no cover - `python -m otel_llm_cost.demo`

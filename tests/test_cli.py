@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -98,6 +99,9 @@ def test_demo_runs_offline_and_prints_the_cost_table_and_budgets():
         assert model in out
     assert "unknown" in out  # the in-house model is never priced at 0
     assert "budget demo-per-session" in out and "budget demo-daily-soft" in out
+    assert "polite agent answered at step" in out and "Budget 'demo-polite-agent' is exhausted" in out  # respond
+    digest = re.findall(r"digest \(falls back when over budget\) (\S+)", out)  # fallback: gpt-4o, then the cheaper
+    assert digest[0] == "gpt-4o" and digest[-1] == "gpt-4o-mini"
 
 
 def test_demo_port_in_use_is_one_clear_line():

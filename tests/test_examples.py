@@ -69,6 +69,20 @@ def test_agent_with_budget_runs_as_the_readme_says():
     assert "stopped before step" in done.stdout and "remaining $" in done.stdout
 
 
+def test_graceful_budget_runs_as_the_readme_says():
+    command = _readme_launch_lines()["examples/graceful_budget.py"][0]
+    done = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=_offline_env())
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    responded = [line for line in lines if line.startswith("respond ")]
+    assert "Budget 'chat-session' is exhausted" in responded[-1] and len(responded) >= 2
+    models = re.findall(r"^fallback document \d+: answered by (\S+)", done.stdout, flags=re.M)
+    assert models[0] == "gpt-4o" and models[-1] == "gpt-4o-mini" and "gpt-4o" not in models[models.index("gpt-4o-mini"):]
+    assert "refused, handled as any OpenAI error" in lines[-1] or any("refused, handled" in line for line in lines)
+    assert "-> per-user reached 50%" in done.stdout and "Traceback" not in done.stderr
+
+
 def test_batch_job_runs_as_the_readme_says():
     command = _readme_launch_lines()["examples/batch_job.py"][0]
     done = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -176,5 +176,6 @@ class BudgetStatus:
 
     def __str__(self) -> str:
         """One line for a status bar: `[Cost: $0.41 of $1.00 (41%) OK]`."""
-        return (f"[Cost: ${self.spent + self.reserved:.2f} of ${self.limit:.2f} ({self.utilization:.0%}) "
-                f"{self.level.upper()}]")
+        places = "0.01" if self.limit >= 1 else "0.0001"  # cents hide a sub-dollar budget's movement
+        spent = (self.spent + self.reserved).quantize(Decimal(places))
+        return f"[Cost: ${spent} of ${self.limit.quantize(Decimal(places))} ({self.utilization:.0%}) {self.level.upper()}]"
