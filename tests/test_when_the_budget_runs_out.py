@@ -497,3 +497,43 @@ def test_thresholds_fire_once_across_processes_sharing_a_store(tmp_path, fake):
         assert worker.returncode == 0
         fired += [float(at) for at in out.split() if at != "-"]
     assert sorted(fired) == [0.5, 1.0]  # 12 calls of $0.0035 pass both thresholds; each fires in one process only
+
+
+def test_responded_calls_count_as_blocked_in_metrics_totals_and_the_ledger(tmp_path, settings, tracer_provider, fake):
+    """Downstream stays true: a responded call is `blocked` everywhere; a fallback is `ok` at the model sent."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from otel_llm_cost import _setup
+    from otel_llm_cost.instrumentation import uninstrument
+    from otel_llm_cost.ledger.report import export_rows
+
+    reader = InMemoryMetricReader()
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    _setup.reset_for_tests()
+    llm_cost.configure(tracer_provider=tracer_provider, meter_provider=MeterProvider(metric_readers=[reader]),
+                       ledger=url, fallback_models={"gpt-4o": "gpt-4o-mini"})
+    try:
+        fake.set_model("gpt-4o-mini", input_tokens=20, output_tokens=100)
+        client = openai.OpenAI(base_url=fake.openai_url, api_key="k", max_retries=0)
+        llm_cost.set_budget(0, scope="tag", tag="team", on_exceed="respond", name="answering")
+        llm_cost.set_budget("0.0005", scope="tag", tag="squad", on_exceed="fallback", name="cheaper")
+        with llm_cost.session("s-respond", team="a"):
+            client.chat.completions.create(model="gpt-4o", messages=M, max_tokens=100)
+        with llm_cost.session("s-fallback", squad="b"):
+            client.chat.completions.create(model="gpt-4o", messages=M, max_tokens=100)
+        rows = {row.session_id: row for row in export_rows(ledger=_setup.runtime().ledger)}
+        assert (rows["s-respond"].outcome, rows["s-respond"].cost_usd) == ("blocked", Decimal(0))
+        assert (rows["s-fallback"].outcome, rows["s-fallback"].request_model) == ("ok", "gpt-4o-mini")
+        assert rows["s-fallback"].cost_usd == 20 * Decimal("0.15") / 10**6 + 100 * Decimal("0.60") / 10**6
+        points = {(m.name, tuple(sorted(p.attributes.items()))): p.value
+                  for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+                  for m in sm.metrics if m.name in ("llm_cost.calls", "llm_cost.budget.blocked")
+                  for p in m.data.data_points}
+        outcomes = {dict(k[1]).get("llm_cost.outcome"): v for k, v in points.items() if k[0] == "llm_cost.calls"}
+        assert outcomes == {"blocked": 1, "ok": 1}
+        assert sum(v for k, v in points.items() if k[0] == "llm_cost.budget.blocked") == 1
+        assert llm_cost.session_usage("s-fallback").calls == 1 and fake.request_count("") == 1
+    finally:
+        uninstrument()
+        _setup.reset_for_tests()

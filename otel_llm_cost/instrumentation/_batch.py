@@ -26,6 +26,7 @@ from otel_llm_cost._bounded import Bounded
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.context import current_session
 from otel_llm_cost.estimate import worst_case_usage
+from otel_llm_cost.instrumentation._refusal import sdk_error
 from otel_llm_cost.instrumentation._call import CallContext, LLMCall, Outcome, Request, _start_attributes
 
 __all__ = ["BatchResult", "BatchRecorder", "RecordingIterator", "BatchRequest", "batch_worst_case",
@@ -182,8 +183,8 @@ def _admit(worst_case: WorstCase, ctx: CallContext, instance: Any, args: tuple[A
         amount = worst_case(ctx, instance, args, kwargs)
         if amount:
             admit(amount, current_session())
-    except BudgetExceededError:
-        raise
+    except BudgetExceededError as refusal:  # a batch has no message to answer with: raised, as the SDK's error
+        raise sdk_error(refusal, ctx.error_base) from None
     except Exception:
         exception_once(_logger, ("batch-admit", worst_case), "otel-llm-cost: could not check a batch against budgets")
 
