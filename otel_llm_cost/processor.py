@@ -4,9 +4,13 @@
 opentelemetry-python #5614), but it prices it for totals, budgets and metrics.
 
 Counting once, however spans nest or end: our spans are always counted (they carry the exact cost).
-A foreign GenAI span is skipped when it started below one of our spans (any depth: `on_start`
-tracks the descendants of our spans in flight), or when a counted call ended below it (every
-GenAI span that ends marks its parent, so an outer wrapper of a counted call is skipped too).
+Only inference spans are calls (chat, completions, embeddings...): a framework's chain, agent, tool or
+workflow span is never one, whatever usage it sums. A foreign inference span is skipped when it
+started below one of our spans (any depth: `on_start` tracks the descendants of our spans in flight),
+when a counted call ended below it (every GenAI span that ends marks its parent, so an outer wrapper
+of a counted call is skipped too), or when it is the same call as one of ours however the trees are
+arranged (a run tree rebuilt after the fact, as LangSmith's OpenTelemetry export does): same model,
+same token counts, overlapping in time. Each of our calls stands for one such span per instrumentation.
 
 Roll-up: every span still open in this process is remembered (bounded; forgotten when it ends), so a
 counted call adds its cost to each open ancestor in O(depth): an HTTP request, an agent's span, a job.
@@ -74,6 +78,33 @@ class _BoundedSet(Bounded[int, None]):
         self.pop(item, None)
 
 
+_INFERENCE_OPERATIONS = frozenset({
+    "chat", "text_completion", "generate_content", "embeddings", "completion", "completions", "generate",
+    "embedding", "responses", "image_generation", "transcription", "translation", "speech", "rerank",
+})
+"""`gen_ai.operation.name` values of a model call (semconv's and the older names peers still send)."""
+_NOT_CALLS = frozenset({"workflow", "task", "agent", "tool"})
+"""OpenLLMetry's `traceloop.span.kind` values of spans that wrap calls rather than make one."""
+_OVERLAP_SLACK_NS = 1_000_000_000
+"""How far apart in time two spans of one call may be recorded (a run tree rebuilt from callbacks)."""
+_RECENT_PER_KEY = 64
+
+
+class _OurCall:
+    """One of our calls, as a foreign span of the same call would show it."""
+
+    __slots__ = ("models", "start", "end", "matched")
+
+    def __init__(self, models: frozenset[str], start: int, end: int) -> None:
+        self.models, self.start, self.end = models, start, end
+        self.matched: set[str] = set()
+
+
+def _model_key(model: Any) -> str:
+    """`openai/gpt-4o` and `gpt-4o` alike: the part after any provider prefix, lower case."""
+    return str(model).rsplit("/", 1)[-1].lower() if model else ""
+
+
 class CostSpanProcessor(SpanProcessor):
     def __init__(
         self,
@@ -94,6 +125,7 @@ class CostSpanProcessor(SpanProcessor):
         self._below_ours = _BoundedSet()
         self._has_counted_child = _BoundedSet()
         self._open: dict[int, _Open] = {}
+        self._recent_calls: Bounded[tuple[int, int], list[_OurCall]] = Bounded(8192)
         self.foreign_counted = 0
         self.foreign_skipped = 0
 
@@ -177,7 +209,38 @@ class CostSpanProcessor(SpanProcessor):
             return
         if record.outcome != "blocked":
             self.totals.add(record)
+            self._remember_call(record, span)
         self._notify(record, span, True)
+
+    def _remember_call(self, record: CallRecord, span: ReadableSpan) -> None:
+        attributes = span.attributes or {}
+        models = frozenset(_model_key(m) for m in (record.model, attributes.get(attr.GEN_AI_REQUEST_MODEL)) if m)
+        key = (record.usage.input_tokens, record.usage.output_tokens)
+        with self._lock:
+            calls = self._recent_calls.get(key)
+            if calls is None:
+                calls = []
+                self._recent_calls.put(key, calls)
+            calls.append(_OurCall(models, span.start_time or 0, span.end_time or 0))
+            del calls[:-_RECENT_PER_KEY]
+
+    def _same_as_ours(self, span: ReadableSpan, record: CallRecord) -> bool:
+        """A foreign span of a call we counted, wherever its tree put it (see the module docstring)."""
+        calls = self._recent_calls.get((record.usage.input_tokens, record.usage.output_tokens))
+        if not calls:
+            return False
+        attributes = span.attributes or {}
+        models = {_model_key(m) for m in (record.model, attributes.get(attr.GEN_AI_REQUEST_MODEL)) if m}
+        scope = span.instrumentation_scope.name if span.instrumentation_scope is not None else ""
+        start, end = span.start_time or 0, span.end_time or 0
+        with self._lock:
+            for call in reversed(calls):
+                if scope in call.matched or not _models_match(models, call.models):
+                    continue
+                if start <= call.end + _OVERLAP_SLACK_NS and end >= call.start - _OVERLAP_SLACK_NS:
+                    call.matched.add(scope)
+                    return True
+        return False
 
     # --- foreign ---
     def _on_foreign_span(self, span: ReadableSpan) -> None:
@@ -196,6 +259,9 @@ class CostSpanProcessor(SpanProcessor):
             return
         record = _record_from_attributes(span.attributes, self.price_book, ours=False)
         if record is None:
+            return
+        if self._same_as_ours(span, record):
+            self.foreign_skipped += 1
             return
         self.foreign_counted += 1
         self.totals.add(record)
@@ -258,7 +324,17 @@ def _is_genai_call(attributes: Mapping[str, Any] | None) -> bool:
         or attr.GEN_AI_USAGE_OUTPUT_TOKENS in attributes
         or attr.GEN_AI_USAGE_PROMPT_TOKENS in attributes
     )
-    return has_system and has_usage
+    if not (has_system and has_usage):
+        return False
+    operation = attributes.get(attr.GEN_AI_OPERATION_NAME)
+    if operation is not None and operation not in _INFERENCE_OPERATIONS:
+        return False  # a chain, agent, tool or workflow span: it sums calls, it is not one
+    return attributes.get("traceloop.span.kind") not in _NOT_CALLS
+
+
+def _models_match(theirs: set[str], ours: frozenset[str]) -> bool:
+    """The same model, as two instrumentations name it (`gpt-4o` and `gpt-4o-2024-08-06`)."""
+    return any(a == b or a.startswith(b) or b.startswith(a) for a in theirs for b in ours if a and b)
 
 
 def _int(attributes: Mapping[str, Any], *names: str) -> int:

@@ -269,3 +269,32 @@ def test_gemini_embeddings_without_reported_usage_are_estimated_not_free(instrum
     assert [cost_of(s) for s in spans] == [expected] * 2
     assert all(s.attributes["llm_cost.usage.estimated"] is True for s in spans)
     assert spans[0].attributes["gen_ai.operation.name"] == "embeddings"
+
+
+def test_gemini_embeddings_that_report_their_usage_use_the_reported_count(instrumented, fake, span_exporter):
+    """gemini-embedding-2 reports `usageMetadata.promptTokenCount` (11 tokens for this text in recorded
+    traffic): that count is used, not our estimate, and the span is not marked estimated. Its price,
+    $0.20 per 1M input tokens, is genai-prices' (ai.google.dev/gemini-api/docs/pricing, 2026-12-03)."""
+    from google import genai
+    from google.genai import types
+
+    fake.set_model("gemini-embedding-2", embed_tokens=11)
+    client = genai.Client(api_key="offline-key", http_options=types.HttpOptions(base_url=fake.gemini_url))
+    client.models.embed_content(model="gemini-embedding-2", contents="The nightly export stalled again today.")
+    (span,) = our_spans(span_exporter)
+    assert span.attributes["gen_ai.usage.input_tokens"] == 11 and "llm_cost.usage.estimated" not in span.attributes
+    assert cost_of(span) == 11 * Decimal("0.20") / 10**6
+
+
+def test_ollamas_older_embeddings_call_is_a_span_with_an_estimated_input(instrumented, fake, span_exporter):
+    import ollama
+
+    from otel_llm_cost.estimate import estimate_input_tokens
+
+    response = ollama.Client(host=fake.url).embeddings(model="nomic-embed-text", prompt="The nightly export stalled.")
+    assert response.embedding == [0.1, 0.2, 0.3]
+    (span,) = our_spans(span_exporter)
+    assert span.attributes["gen_ai.operation.name"] == "embeddings"
+    assert span.attributes["gen_ai.request.model"] == "nomic-embed-text"
+    assert span.attributes["gen_ai.usage.input_tokens"] == estimate_input_tokens("The nightly export stalled.")
+    assert span.attributes["llm_cost.usage.estimated"] is True

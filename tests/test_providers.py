@@ -247,3 +247,14 @@ def test_a_reported_cost_within_the_ratio_is_believed_and_minus_zero_is_zero(as_
     amount = free.attributes["gen_ai.usage.cost.amount"]
     assert amount == 0.0 and math.copysign(1.0, amount) == 1.0 and free.attributes["gen_ai.usage.cost.source"] == "provider"
     assert "llm_cost.cost.reported" not in believed.attributes
+
+
+def test_openrouter_reported_cost_wins_on_the_responses_api_too(as_provider, fake, span_exporter):
+    """Recorded OpenRouter traffic: Responses calls report `usage.cost` as Chat Completions ones do."""
+    client = as_provider("openrouter")
+    fake.set_model("openai/gpt-4o", input_tokens=1_000, output_tokens=100, usage_cost=0.002196)
+    client.responses.create(model="openai/gpt-4o", input="Hi")
+    stream = client.responses.create(model="openai/gpt-4o", input="Hi", stream=True)
+    assert [event.type for event in stream][-1] == "response.completed"
+    for span in our_spans(span_exporter):
+        assert cost_of(span) == Decimal("0.002196") and span.attributes["gen_ai.usage.cost.source"] == "provider"

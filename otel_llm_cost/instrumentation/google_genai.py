@@ -114,8 +114,12 @@ def _read_embed_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, 
 
 
 def _read_embed_response(response: Any) -> Outcome:
-    """Vertex AI counts each embedding's tokens (`statistics.token_count`); the Gemini API reports no
-    usage for embeddings, so the input is estimated from the request and marked estimated."""
+    """The count the response reports wins: the Gemini API's `usage_metadata.prompt_token_count` (newer
+    embedding models send it), or Vertex AI's per-embedding `statistics.token_count`. Only when neither
+    is there is the input estimated from the request, and marked estimated."""
+    reported = field(field(response, "usage_metadata"), "prompt_token_count")
+    if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
+        return Outcome(usage=Usage(input_tokens=reported))
     embeddings = field(response, "embeddings")
     counts = [field(field(e, "statistics"), "token_count") for e in embeddings or ()]
     if counts and all(isinstance(c, (int, float)) for c in counts):

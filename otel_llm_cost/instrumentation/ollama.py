@@ -27,6 +27,7 @@ _SHAPES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "chat": ("chat", ("messages",), "messages"),
     "generate": ("text_completion", ("prompt",), "prompt"),
     "embed": ("embeddings", ("input",), "input"),
+    "embeddings": ("embeddings", ("prompt",), "prompt"),  # the older API, deprecated but still served
 }
 
 
@@ -88,9 +89,15 @@ def _answer(request: Request, refusal: str) -> Answer | None:
     return ndjson([{**base, **text_field, "done": False}, {**base, **empty, **done}])
 
 
-ENDPOINTS = {method: Endpoint(_request_reader(method), _read_response, _CHUNKS if method != "embed" else None,
-                              answer_refusal=_answer)
-             for method in _SHAPES}
+def _read_legacy_embeddings(response: Any) -> Outcome:
+    """`/api/embeddings` answers with the vector alone: the input is estimated from the prompt, marked
+    estimated, never left free."""
+    return Outcome(response_model=text(response, "model"), estimate_unreported=True)
+
+
+ENDPOINTS = {method: Endpoint(_request_reader(method), _read_legacy_embeddings if method == "embeddings" else
+                              _read_response, _CHUNKS if operation != "embeddings" else None, answer_refusal=_answer)
+             for method, (operation, _, _) in _SHAPES.items()}
 
 
 class OllamaInstrumentor(LLMInstrumentor):

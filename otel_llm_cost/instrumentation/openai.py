@@ -331,6 +331,7 @@ def _read_responses_response(response: Any) -> Outcome:
         response_id=text(response, "id"),
         finish_reasons=(status,) if status else (),
         service_tier=text(response, "service_tier"),
+        provider_cost=_provider_cost(usage),  # OpenRouter reports `usage.cost` on the Responses API too
     )
 
 

@@ -68,6 +68,8 @@ class ModelBehaviour:
     rest), as many API versions send it."""
     web_searches: int = 0
     """OpenAI Responses: `web_search_call` items in the output, each billed per call."""
+    embed_tokens: int | None = None
+    """Gemini API embeddings: the `usageMetadata.promptTokenCount` newer models report (None: no usage)."""
     traffic_type: str | None = None
     """Vertex AI: `usageMetadata.trafficType` (ON_DEMAND_FLEX for Flex PayGo)."""
 
@@ -417,7 +419,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._openai_completions(body, fault)
         if path.endswith("/responses"):
             return self._openai_responses(body, fault)
-        if path.endswith("/embeddings"):
+        if path.endswith("/embeddings") and path != "/api/embeddings":  # Ollama's older API shares the suffix
             return self._openai_embeddings(body)
         if path.endswith("/v1/messages"):
             return self._anthropic_messages(body, fault)
@@ -425,15 +427,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._cohere_chat(body, fault)
         if path.endswith("/v2/embed"):
             return self._cohere_embed(body)
-        if path in ("/api/chat", "/api/generate", "/api/embed"):
+        if path in ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings"):
             return self._ollama(path.rsplit("/", 1)[1], body, fault)
         vertex_claude = re.match(r".*/publishers/anthropic/models/([^/:]+):(rawPredict|streamRawPredict)$", path)
         if vertex_claude:  # Claude on Vertex AI: a Messages body without `model`, which the URL names
             return self._anthropic_messages({**body, "model": unquote(vertex_claude.group(1))}, fault)
         embed = re.match(r".*/models/([^/:]+):(batchEmbedContents|embedContent)$", path)
-        if embed:  # the Gemini API reports no usage for embeddings
+        if embed:  # older Gemini embedding models report no usage; newer ones (gemini-embedding-2) do
             count = len(body.get("requests") or [body])
-            return self._send_json(200, {"embeddings": [{"values": [0.1, 0.2, 0.3]} for _ in range(count)]})
+            payload: dict[str, Any] = {"embeddings": [{"values": [0.1, 0.2, 0.3]} for _ in range(count)]}
+            reported = self._behaviour(unquote(embed.group(1))).embed_tokens
+            if reported is not None:
+                payload["usageMetadata"] = {"promptTokenCount": reported, "totalTokenCount": reported}
+            return self._send_json(200, payload)
         gemini = re.match(r".*/models/([^/:]+):(generateContent|streamGenerateContent)$", path)
         if gemini:
             return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
@@ -654,6 +660,8 @@ class _Handler(BaseHTTPRequestHandler):
             "output_tokens_details": {"reasoning_tokens": min(b.reasoning_tokens, output)},
             "total_tokens": input_tokens + output,
         }
+        if b.usage_cost is not None:  # OpenRouter reports its cost on the Responses API too
+            usage["cost"] = b.usage_cost
 
         def response(status: str, text: str, with_usage: bool) -> dict[str, Any]:
             content = [{"type": "output_text", "text": text, "annotations": []}] if text else []
@@ -800,6 +808,8 @@ class _Handler(BaseHTTPRequestHandler):
         if b.cache_read_tokens < input_tokens:
             counts["prompt_eval_count"] = input_tokens - b.cache_read_tokens
         created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        if kind == "embeddings":  # the older API: the vector alone, no counts
+            return self._send_json(200, {"embedding": [0.1, 0.2, 0.3]})
         if kind == "embed":
             inputs = body.get("input")
             count = len(inputs) if isinstance(inputs, list) else 1
