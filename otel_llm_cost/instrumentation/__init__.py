@@ -19,6 +19,7 @@ INSTRUMENTORS: dict[str, str] = {
     "groq": "otel_llm_cost.instrumentation.groq:GroqInstrumentor",
     "ollama": "otel_llm_cost.instrumentation.ollama:OllamaInstrumentor",
     "litellm": "otel_llm_cost.instrumentation.litellm:LiteLLMInstrumentor",
+    "huggingface_hub": "otel_llm_cost.instrumentation.huggingface:HuggingFaceInstrumentor",
 }
 
 

@@ -1,0 +1,79 @@
+"""Hugging Face's `InferenceClient` and `AsyncInferenceClient`: `chat_completion`, also as the
+OpenAI-style `client.chat.completions.create`, plain and streamed.
+
+Knows huggingface_hub's shapes and nothing else. A call is named and priced by the inference provider
+that serves it, with the Hub model id the app passed: the client's `provider="together"` is
+genai-prices' `huggingface_together`, `"fireworks-ai"` its `huggingface_fireworks-ai`, and so on.
+Hugging Face's own `hf-inference` publishes no per-token price, and `auto` (the default) lets the Hub
+choose the provider after the request leaves us: both are named `huggingface` and priced *unknown*,
+never $0. A client pointed at a URL (`base_url=`, or a URL as `model`) is named by its host.
+
+Chat completions are OpenAI's wire format on every provider: responses and stream chunks are read as
+OpenAI's are, and a stream is asked for its usage chunk (hidden from an app that did not ask).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otel_llm_cost import _state
+from otel_llm_cost.instrumentation._call import Endpoint, Request
+from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
+from otel_llm_cost.instrumentation._read import asking_stream_usage, given, given_int, given_str
+from otel_llm_cost.instrumentation.openai import ChatStream, read_chat_response
+from otel_llm_cost.providers import route_of
+
+__all__ = ["HuggingFaceInstrumentor"]
+
+_UNPRICED_PROVIDERS = frozenset({None, "", "auto", "hf-inference"})
+
+
+def provider_name(provider: Any, model: Any) -> tuple[str, str | None, int | None]:
+    """The provider's name for spans and prices, and the server when the client was given a URL."""
+    if isinstance(model, str) and model.startswith(("http://", "https://")):
+        route = route_of(model, _state.settings().providers, "huggingface")
+        return route.provider, route.host, route.port
+    if provider in _UNPRICED_PROVIDERS or not isinstance(provider, str):
+        return "huggingface", None, None
+    return f"huggingface_{provider}", None, None
+
+
+def _read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
+    messages = args[0] if args else kwargs.get("messages")
+    client_model = getattr(instance, "model", None)
+    model = given_str(kwargs.get("model")) or (client_model if isinstance(client_model, str) else None)
+    provider, host, port = provider_name(getattr(instance, "provider", None), client_model)
+    stream = given(kwargs.get("stream")) is True
+    asking = asking_stream_usage(kwargs) if stream and _state.settings().stream_usage else None
+    return Request(
+        operation="chat",
+        provider=provider,
+        api="openai.chat",
+        model=None if model is not None and model.startswith(("http://", "https://")) else model,
+        kwargs=kwargs if asking is None else asking,
+        max_tokens=given_int(kwargs.get("max_tokens")),
+        stream=stream,
+        prompt=given(messages),
+        tools=given(kwargs.get("tools")),
+        hide_usage_chunk=asking is not None,
+        server_address=host,
+        server_port=port,
+    )
+
+
+CHAT = Endpoint(_read_chat_request, read_chat_response, ChatStream)
+
+_MODULE = "huggingface_hub.inference._client"
+_ASYNC_MODULE = "huggingface_hub.inference._generated._async_client"
+
+
+class HuggingFaceInstrumentor(LLMInstrumentor):
+    """Cost spans for `huggingface_hub`'s inference clients, priced by the provider serving each call."""
+
+    dependencies = ("huggingface_hub >= 0.28",)
+    # no error_base: huggingface_hub has no base class of its own errors but HfHubHTTPError, which apps
+    # check for 429 and 5xx statuses to retry; a refusal stays a plain BudgetExceededError here
+    targets = (
+        Target(_MODULE, "InferenceClient.chat_completion", CHAT),
+        Target(_ASYNC_MODULE, "AsyncInferenceClient.chat_completion", CHAT, is_async=True),
+    )
