@@ -20,6 +20,9 @@ INSTRUMENTORS: dict[str, str] = {
     "ollama": "otel_llm_cost.instrumentation.ollama:OllamaInstrumentor",
     "litellm": "otel_llm_cost.instrumentation.litellm:LiteLLMInstrumentor",
     "huggingface_hub": "otel_llm_cost.instrumentation.huggingface:HuggingFaceInstrumentor",
+    "together": "otel_llm_cost.instrumentation.together:TogetherInstrumentor",
+    "cerebras.cloud.sdk": "otel_llm_cost.instrumentation.cerebras:CerebrasInstrumentor",
+    "fireworks": "otel_llm_cost.instrumentation.fireworks:FireworksInstrumentor",
 }
 
 

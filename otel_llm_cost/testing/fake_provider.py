@@ -58,6 +58,9 @@ class ModelBehaviour:
     """OpenRouter with your own provider key: `is_byok` and `cost_details.upstream_inference_cost`."""
     cost_header: str | None = None
     """A LiteLLM proxy: `x-litellm-response-cost` on the response."""
+    final_chunk_usage: bool = False
+    """Together, Fireworks, Cerebras: a stream's final (finish) chunk carries `usage`, unasked; their SDKs
+    do not even take `stream_options`."""
     groq_stream_usage: bool = False
     """Groq: a stream's final chunk carries `x_groq.usage`, unasked."""
     compaction_steps: list[tuple[int, int]] | None = None
@@ -511,8 +514,8 @@ class _Handler(BaseHTTPRequestHandler):
                     chunk["usage"] = None
                 yield None, chunk
             final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]}
-            if include_usage or mistral:
-                final["usage"] = usage if mistral else None
+            if include_usage or mistral or b.final_chunk_usage:
+                final["usage"] = usage if mistral or b.final_chunk_usage else None
             if b.groq_stream_usage:
                 final["x_groq"] = {"id": f"req_{completion_id[-12:]}", "usage": usage}
             yield None, final
