@@ -69,3 +69,37 @@ def test_a_vendor_sdk_refusal_is_its_own_error_and_sends_nothing(instrumented, f
     with pytest.raises(_class(error)) as raised:
         _client(sync_path, fake).chat.completions.create(model=model, messages=MESSAGES, max_tokens=10)
     assert isinstance(raised.value, llm_cost.BudgetExceededError) and fake.request_count("chat/completions") == 0
+
+
+def test_voyage_embeddings_and_rerank_are_priced_by_the_tokens_they_report(instrumented, fake, span_exporter):
+    """voyage-3.5 $0.06 and rerank-2.5 $0.05 per 1M tokens (docs.voyageai.com/docs/pricing, read 2026-12-03;
+    the first from genai-prices, the second from our corrections file)."""
+    voyageai = pytest.importorskip("voyageai")
+    fake.set_model("voyage-3.5", input_tokens=1_200)
+    fake.set_model("rerank-2.5", input_tokens=3_000)
+    client = voyageai.Client(api_key="offline", base_url=fake.openai_url)
+    assert len(client.embed(["incident one", "incident two"], model="voyage-3.5").embeddings) == 2
+    ranked = client.rerank("what failed?", ["the backup", "the export", "the lock"], model="rerank-2.5", top_k=2)
+    assert len(ranked.results) == 2
+
+    async def run_async():
+        aclient = voyageai.AsyncClient(api_key="offline", base_url=fake.openai_url)
+        await aclient.embed(["incident one"], model="voyage-3.5")
+
+    asyncio.run(run_async())
+    embed, rerank, aembed = our_spans(span_exporter)
+    assert [s.attributes["gen_ai.operation.name"] for s in (embed, rerank, aembed)] == ["embeddings", "rerank",
+                                                                                          "embeddings"]
+    assert {s.attributes["gen_ai.provider.name"] for s in (embed, rerank, aembed)} == {"voyageai"}
+    assert cost_of(embed) == cost_of(aembed) == 1_200 * Decimal("0.06") / 10**6
+    assert cost_of(rerank) == 3_000 * Decimal("0.05") / 10**6
+
+
+def test_a_voyage_refusal_is_its_own_error(instrumented, fake, guard):
+    voyageai = pytest.importorskip("voyageai")
+    from voyageai.error import VoyageError
+
+    guard.set(Budget.create(0, name="zero"))
+    with pytest.raises(VoyageError):
+        voyageai.Client(api_key="offline", base_url=fake.openai_url).embed(["a long text " * 50], model="voyage-3.5")
+    assert fake.request_count("") == 0

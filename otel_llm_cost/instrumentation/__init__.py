@@ -23,6 +23,7 @@ INSTRUMENTORS: dict[str, str] = {
     "together": "otel_llm_cost.instrumentation.together:TogetherInstrumentor",
     "cerebras.cloud.sdk": "otel_llm_cost.instrumentation.cerebras:CerebrasInstrumentor",
     "fireworks": "otel_llm_cost.instrumentation.fireworks:FireworksInstrumentor",
+    "voyageai": "otel_llm_cost.instrumentation.voyageai:VoyageAIInstrumentor",
 }
 
 

@@ -414,6 +414,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._openai_speech(body, fault)
         if path.endswith("/v2/rerank"):
             return self._cohere_rerank(body)
+        if path.endswith("/v1/rerank"):
+            return self._voyage_rerank(body)
         if path.endswith("/v1/files"):  # a multipart upload; the fake keeps no content
             return self._send_json(200, {"id": f"file-{uuid.uuid4().hex[:12]}", "object": "file", "bytes": 1,
                                          "created_at": int(time.time()), "filename": "batch.jsonl",
@@ -729,6 +731,19 @@ class _Handler(BaseHTTPRequestHandler):
             "id": str(uuid.uuid4()), "texts": texts, "response_type": "embeddings_by_type",
             "embeddings": {kind: vectors for kind in body.get("embedding_types") or ["float"]},
             "meta": {"api_version": {"version": "2"}, "billed_units": {"input_tokens": input_tokens}},
+        })
+
+    def _voyage_rerank(self, body: dict[str, Any]) -> None:
+        """Voyage AI rerank: billed by tokens, the query counted once for each document, plus the documents."""
+        documents = body.get("documents") or []
+        behaviour = self._behaviour(str(body.get("model", "")))
+        tokens = behaviour.input_tokens if behaviour.input_tokens is not None else sum(
+            max(1, len(str(body.get("query", ""))) // 4) + max(1, len(str(doc)) // 4) for doc in documents)
+        top = body.get("top_k") or len(documents)
+        self._send_json(200, {
+            "object": "list", "model": body.get("model"), "usage": {"total_tokens": tokens},
+            "data": [{"index": i, "relevance_score": round(1 - i / (len(documents) + 1), 4)}
+                     for i in range(min(top, len(documents)))],
         })
 
     def _cohere_rerank(self, body: dict[str, Any]) -> None:
