@@ -43,7 +43,8 @@ def main() -> None:
     with llm_cost.track("nightly-summaries", total=len(DOCUMENTS), progress=True, budget_usd=budget) as job:
         job.map(summarise, DOCUMENTS, workers=8)
     print(f"done: {job.succeeded} summarised, {job.failed} failed "
-          f"({'stopped by the job budget' if job.failed else 'all within budget'})")
+          f"({'refused by the job budget before being sent' if job.failed else 'all within budget'})")
+    print(f"what the {job.calls} calls that were sent cost ({job.errors} of them failed at the provider):")
     print(job.summary().format("detailed"))
     if fake is not None:
         fake.stop()

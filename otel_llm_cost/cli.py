@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from otel_llm_cost._cli_error import CliError
 from otel_llm_cost._money import usd
 from otel_llm_cost.config import DEFAULT_OUTPUT_TOKENS, ConfigError, Settings, prepare_price_book
 from otel_llm_cost.estimate import estimate_cost
@@ -35,10 +36,6 @@ _POPULAR_MODELS: tuple[tuple[str, str], ...] = (
     ("mistral_ai", "mistral-small-2603"),
     ("cohere", "command-a-03-2025"),
 )
-
-
-class CliError(Exception):
-    """Printed as one line, exit code 2."""
 
 
 def _price_value(price: Any) -> str | dict[str, Any] | None:
@@ -116,7 +113,9 @@ def _cmd_prices(args: argparse.Namespace, book: PriceBook) -> int:
             print("* tiered: a higher rate applies above a prompt-size threshold (see --json)")
     unknown = [row["model"] for row in rows if row["source"] == "unknown"]
     if unknown:
-        print(f"otel-llm-cost: no price known for {', '.join(unknown)}", file=sys.stderr)
+        hints = [f"{model} (did you mean {close}?)" if (close := book.closest_model(model, args.provider)) else model
+                 for model in unknown]
+        print(f"otel-llm-cost: no price known for {', '.join(hints)}", file=sys.stderr)
         return 1
     return 0
 
@@ -300,19 +299,23 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     prices = commands.add_parser("prices", help="show resolved prices and their source")
-    prices.add_argument("models", nargs="*", metavar="MODEL")
-    prices.add_argument("--provider", help="provider, e.g. openai, anthropic, gcp.gemini, aws.bedrock")
-    prices.add_argument("--json", action="store_true")
+    prices.add_argument("models", nargs="*", metavar="MODEL",
+                        help="model ids as the API spells them (default: a list of popular ones)")
+    prices.add_argument("--provider", help="provider, e.g. openai, anthropic, gcp.gemini, aws.bedrock "
+                        "(default: found from the model)")
+    prices.add_argument("--json", action="store_true", help="print JSON, with tiered prices in full")
     prices.set_defaults(handler=_cmd_prices)
 
     estimate = commands.add_parser("estimate", help="worst-case cost of a prompt (stdin or --file)")
-    estimate.add_argument("--model", required=True)
-    estimate.add_argument("--provider")
-    estimate.add_argument("--max-tokens", type=int)
-    estimate.add_argument("--file")
+    estimate.add_argument("--model", required=True, help="the model the prompt is for, e.g. gpt-4o")
+    estimate.add_argument("--provider", help="provider, when the model id alone is ambiguous (default: found "
+                          "from the model)")
+    estimate.add_argument("--max-tokens", type=int, metavar="N", help="the request's max_tokens: the output "
+                          f"tokens to assume (default: {DEFAULT_OUTPUT_TOKENS} or OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS)")
+    estimate.add_argument("--file", help="read the prompt from this file instead of stdin")
     estimate.add_argument("--batch", metavar="FILE.jsonl",
                           help="one prompt per line (a string, a messages list, or {\"messages\": ...}): the whole batch")
-    estimate.add_argument("--json", action="store_true")
+    estimate.add_argument("--json", action="store_true", help="print JSON")
     estimate.set_defaults(handler=_cmd_estimate)
 
     report = commands.add_parser("report", help="what was spent, from the usage ledger, grouped")
@@ -343,8 +346,22 @@ def _parser() -> argparse.ArgumentParser:
                         "OTEL_LLM_COST_LEDGER_SPOOL, else beside a SQLite ledger or in the user cache directory)")
     replay.set_defaults(handler=_cmd_ledger_replay)
 
+    fake = commands.add_parser("fake-provider", help="serve the built-in fake provider (every wire format) on "
+                               "loopback, to try your own app offline", description="Serves until Ctrl-C or SIGTERM; "
+                               "prints the base URL to give each SDK.")
+    from otel_llm_cost.testing.fake_provider import add_arguments
+
+    add_arguments(fake)
+    fake.set_defaults(handler=_cmd_fake_provider)
+
     _add_demo(commands)
     return parser
+
+
+def _cmd_fake_provider(args: argparse.Namespace, book: PriceBook) -> int:
+    from otel_llm_cost.testing.fake_provider import serve
+
+    return serve(args)
 
 
 def _add_demo(commands: Any) -> None:

@@ -115,7 +115,9 @@ class Settings:
         values: dict[str, Any] = {}
         for name, value in overrides.items():
             if name not in known:
-                raise ConfigError(f"configure(): unknown setting {name!r}; expected one of {sorted(known)}")
+                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else f"expected one of {sorted(known)}"
+                raise ConfigError(f"configure(): unknown setting {name!r}; {hint}")
             if value is None:
                 values[name] = None
                 continue

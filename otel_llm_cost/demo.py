@@ -17,6 +17,7 @@ import warnings
 from datetime import UTC, datetime
 from typing import Any
 
+from otel_llm_cost._cli_error import CliError
 from otel_llm_cost._money import column_usd, usd
 
 __all__ = ["add_demo_command", "run_demo"]
@@ -70,8 +71,6 @@ def _require_sdks() -> None:
 
     missing = [name for name in ("openai", "anthropic") if importlib.util.find_spec(name) is None]
     if missing:
-        from otel_llm_cost.cli import CliError
-
         raise CliError(f"the demo needs the {' and '.join(missing)} SDK{'s' if len(missing) > 1 else ''}: "
                        "pip install 'otel-llm-cost[demo]'")
 
@@ -95,13 +94,14 @@ def run_demo(args: argparse.Namespace) -> int:
         try:
             start_http_server(args.port, addr="127.0.0.1")
         except OSError as exc:
-            from otel_llm_cost.cli import CliError
-
             raise CliError(f"cannot serve /metrics on 127.0.0.1:{args.port} ({exc.strerror or exc}); "
                            f"pick another with --port") from None
         readers.append(PrometheusMetricReader())
     meter_provider = MeterProvider(metric_readers=readers)
-    tracer_provider = TracerProvider()
+    from opentelemetry.sdk.resources import Resource
+
+    # a service name of its own, not `unknown_service:python`, in the ledger's `service_name` and in traces
+    tracer_provider = TracerProvider(resource=Resource.create({"service.name": "otel-llm-cost-demo"}))
     ledger = None if args.ledger == "none" else args.ledger
     started = datetime.now(UTC)
     llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, metric_tags="feature,job",
@@ -234,6 +234,11 @@ def _optional_clients(fake: Any) -> dict[str, Any]:
 _MODEL_WIDTH = len(BEDROCK_CLAUDE)  # the longest model id the demo calls
 
 
+_RUN = datetime.now(UTC).strftime("%m%d-%H%M%S")
+"""This run's mark in its session ids: a second run of the demo writes new sessions into the same ledger,
+so `report --by session` never adds two runs' agents into one that seems to pass its budget."""
+
+
 def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -> None:
     import otel_llm_cost as llm_cost
 
@@ -244,14 +249,14 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
             _progress(quiet, f"  [{n:>3}] {label:34} {last.model:{_MODEL_WIDTH}} {last.input_tokens:>7,} in "
                              f"{last.output_tokens:>6,} out  {cost}")
 
-    with llm_cost.session(f"support-{n}", user_id="alice", feature="support"):
+    with llm_cost.session(f"support-{_RUN}-{n}", user_id="alice", feature="support"):
         claude.messages.create(model="claude-sonnet-4-5", max_tokens=800, messages=MESSAGES,
                                system="You are a support agent with a long cached knowledge base.")
         show("cache-heavy Claude turn")
         with claude.messages.stream(model="claude-sonnet-4-5", max_tokens=800, messages=MESSAGES) as stream:
             stream.get_final_message()
         show("cache-heavy Claude turn (stream)")
-    with llm_cost.session(f"writer-{n}", user_id="bob", feature="drafting"):
+    with llm_cost.session(f"writer-{_RUN}-{n}", user_id="bob", feature="drafting"):
         text = "".join(chunk.choices[0].delta.content or "" for chunk in oai.chat.completions.create(
             model="gpt-4o", max_tokens=400, messages=MESSAGES, stream=True))
         show(f"streamed answer ({len(text)} chars)")
@@ -259,12 +264,12 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
         show("reasoning model")
         oai.embeddings.create(model="text-embedding-3-small", input=["incident 1", "incident 2"])
         show("embeddings")
-    with llm_cost.session(f"internal-{n}", user_id="carol", feature="search"):
+    with llm_cost.session(f"internal-{_RUN}-{n}", user_id="carol", feature="search"):
         oai.chat.completions.create(model="acme-internal-llm", max_tokens=200, messages=MESSAGES)
         show("in-house model (no known price)")
         oai.responses.create(model="gpt-4o-mini", input="Classify this ticket.", max_output_tokens=200)
         show("responses API")
-    with llm_cost.session(f"research-{n}", user_id="erin", feature="research"):
+    with llm_cost.session(f"research-{_RUN}-{n}", user_id="erin", feature="research"):
         if "gemini" in others:
             chunks = list(others["gemini"].models.generate_content_stream(
                 model="gemini-2.5-flash", contents="Compare the incident reports with last quarter's."))
@@ -286,7 +291,7 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
             range(4), workers=4)
     _progress(quiet, f"  [{n:>3}] {'batch job nightly-digest (4 calls)':34} {'gpt-4o-mini':{_MODEL_WIDTH}} "
                      f"{'':>7}    {'':>6}      ${column_usd(job.cost)}")
-    with llm_cost.session(f"runaway-agent-{n}", user_id="dave", feature="agent"):
+    with llm_cost.session(f"runaway-agent-{_RUN}-{n}", user_id="dave", feature="agent"):
         history = list(MESSAGES)
         for step in range(1, 50):
             try:
@@ -298,7 +303,7 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
             history += [{"role": "assistant", "content": "Calling the search tool again."},
                         {"role": "user", "content": "Tool output: " + "log line with details; " * 1500}]
     # the same loop under a budget that answers instead of raising: the agent reads the refusal and stops
-    with llm_cost.session(f"polite-agent-{n}", user_id="dave", feature="agent", polite=f"run-{n}"):
+    with llm_cost.session(f"polite-agent-{_RUN}-{n}", user_id="dave", feature="agent", polite=f"run-{n}"):
         history = list(MESSAGES)
         for step in range(1, 50):
             reply = oai.chat.completions.create(model="gpt-4.1", max_tokens=4_000, messages=history)
@@ -309,18 +314,8 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
             history += [{"role": "assistant", "content": "Calling the search tool again."},
                         {"role": "user", "content": "Tool output: " + "log line with details; " * 1500}]
     # a user budget that falls back to a cheaper model rather than refusing
-    with llm_cost.session(f"digest-{n}", user_id="frank", feature="digest", thrifty=f"run-{n}"):
+    with llm_cost.session(f"digest-{_RUN}-{n}", user_id="frank", feature="digest", thrifty=f"run-{n}"):
         for _ in range(3):
             oai.chat.completions.create(model="gpt-4o", max_tokens=400, messages=[
                 {"role": "user", "content": "Summarise today's incidents: " + "incident notes " * 300}])
             show("digest (falls back when over budget)")
-
-
-def main() -> int:  # pragma: no cover - `python -m otel_llm_cost.demo`
-    from otel_llm_cost.cli import main as cli_main
-
-    return cli_main(["demo", *sys.argv[1:]])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

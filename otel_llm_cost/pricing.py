@@ -604,6 +604,23 @@ class PriceBook:
         snapshot = self._fetched or data_snapshot.get_snapshot()
         return key is not None and data_snapshot.find_provider_by_id(snapshot.providers, key) is not None
 
+    def closest_model(self, model: str, provider: str | None = None) -> str | None:
+        """The known model id most like `model` (`gpt4o` -> `gpt-4o`), for a "did you mean" hint."""
+        import difflib
+
+        key = normalize_provider(provider) if provider else None
+        snapshot = self._fetched or data_snapshot.get_snapshot()
+        names = {m for p, m in self._custom if key is None or p == key}
+        for entry in snapshot.providers:
+            if key is None or entry.id == key:
+                names.update(m.id for m in entry.models)
+        squashed = {name.replace("-", "").replace(".", "").lower(): name for name in names}
+        exact = squashed.get(model.replace("-", "").replace(".", "").lower())
+        if exact is not None and exact != model:
+            return exact
+        close = difflib.get_close_matches(model, sorted(names), n=1, cutoff=0.75)
+        return close[0] if close and close[0] != model else None
+
     def use_fetched(self, snapshot: data_snapshot.DataSnapshot, fetched_at: datetime) -> None:
         with self._lock:
             self._fetched, self._fetched_at, self._fetch_error = snapshot, fetched_at, None

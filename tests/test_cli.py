@@ -206,3 +206,51 @@ def test_demo_serves_metrics_until_ctrl_c_and_says_where_to_look():
         demo.send_signal(signal.SIGINT)
         rest, err = demo.communicate(timeout=30)
     assert demo.returncode == 0 and "stopped" in rest and "Traceback" not in err
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_fake_provider_serves_with_stdin_closed_until_ctrl_c_or_sigterm(stop):
+    """`otel-llm-cost fake-provider &` (stdin closed, as `&`, nohup and `< /dev/null` leave it) keeps
+    serving; a real SDK call goes through; Ctrl-C or SIGTERM ends it cleanly."""
+    import signal
+    import socket
+    import time
+
+    import openai
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "otel_llm_cost.cli", "fake-provider", "--port", str(port)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == f"http://127.0.0.1:{port}"
+        assert f"base_url=http://127.0.0.1:{port}/v1" in server.stdout.readline()
+        time.sleep(1.0)
+        assert server.poll() is None  # still serving
+        reply = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", max_retries=0).chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+        assert reply.choices[0].message.content == "Hello from the fake provider."
+    finally:
+        server.send_signal(getattr(signal, stop))
+        _, err = server.communicate(timeout=20)
+    assert server.returncode == 0 and "Traceback" not in err
+
+
+def test_fake_provider_on_a_port_in_use_is_one_clear_line():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run("fake-provider", "--port", str(busy.getsockname()[1]))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "pick another with --port" in result.stderr
+
+
+def test_did_you_mean_for_a_model_and_a_setting():
+    result = run("prices", "gpt4o")
+    assert result.returncode == 1 and "gpt4o (did you mean gpt-4o?)" in result.stderr
+    from otel_llm_cost.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match=r"unknown setting 'budgt_usd'; did you mean 'budget_usd'\?$"):
+        Settings().with_overrides(budgt_usd=3)

@@ -89,9 +89,10 @@ def test_batch_job_runs_as_the_readme_says():
                           env=_offline_env())
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "estimate for 40 documents: at most $" in out and "stopped by the job budget" in out
+    assert "estimate for 40 documents: at most $" in out and "refused by the job budget before being sent" in out
     summarised = int(re.search(r"done: (\d+) summarised, (\d+) failed", out).group(1))
     assert 0 < summarised < 40 and f"calls           {summarised} (0 errors)" in out
+    assert f"what the {summarised} calls that were sent cost (0 of them failed at the provider):" in out
     assert "nightly-summaries: 40/40" in done.stderr or "40/40" in done.stderr  # the forced progress bar
 
 

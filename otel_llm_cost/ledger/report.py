@@ -155,7 +155,8 @@ def _backend(ledger: Any) -> tuple[LedgerBackend, bool]:
 
         url = _state.settings().ledger
         if url is None:
-            raise ReportError("no ledger: give --ledger URL or set OTEL_LLM_COST_LEDGER (sqlite:///usage.db)")
+            raise ReportError("no ledger: pass ledger='sqlite:///usage.db' (or postgresql://...), or open one with "
+                              "configure(ledger=...) or OTEL_LLM_COST_LEDGER")
         ledger = url
     if isinstance(ledger, str):
         try:

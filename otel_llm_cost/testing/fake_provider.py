@@ -1052,29 +1052,64 @@ def _error_body(status: int) -> dict[str, Any]:
     return {"type": "error", "error": {"type": kind, "message": f"fake provider injected HTTP {status}", "code": kind}}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve on loopback until stdin closes: `python -m otel_llm_cost.testing.fake_provider --port 0`.
+def add_arguments(parser: Any) -> None:
+    """The options of `otel-llm-cost fake-provider` and `python -m otel_llm_cost.testing.fake_provider`."""
+    parser.add_argument("--port", type=int, default=8765, metavar="N",
+                        help="loopback port to listen on (default: 8765; 0 picks a free one)")
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=field=value,...",
+                        help="what the fake reports for a model, e.g. gpt-4o=input_tokens=1000,output_tokens=100 "
+                             "(fields of ModelBehaviour; repeatable)")
+    parser.add_argument("--until-stdin-closes", action="store_true",
+                        help="stop when standard input closes (for a harness that owns this process)")
 
-    Prints the base URL on the first line. `--model NAME=key=value,...` sets a model's behaviour.
-    """
-    import argparse
+
+def serve(args: Any) -> int:
+    """Serve until Ctrl-C or SIGTERM (or stdin closing, when asked); print the base URLs first."""
+    import signal
     import sys
 
-    parser = argparse.ArgumentParser(prog="fake_provider")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--model", action="append", default=[], metavar="NAME=field=value,...")
-    args = parser.parse_args(argv)
-    with FakeProvider(port=args.port) as fake:
+    try:
+        fake = FakeProvider(port=args.port)
+    except OSError as error:
+        print(f"otel-llm-cost: cannot listen on 127.0.0.1:{args.port} ({error.strerror or error}); "
+              "pick another with --port", file=sys.stderr)
+        return 2
+    with fake:
         fake.keep_request_bodies(False)
         for spec in args.model:
             name, _, fields = spec.partition("=")
             values = dict(item.split("=", 1) for item in fields.split(",") if item)
             fake.set_model(name, **{k: (int(v) if v.isdigit() else v) for k, v in values.items()})
         print(fake.url, flush=True)
+        if not args.until_stdin_closes:
+            print(f"  OpenAI and every OpenAI-compatible SDK   base_url={fake.openai_url}\n"
+                  f"  Anthropic                               base_url={fake.anthropic_url}\n"
+                  f"  Gemini (google-genai)                   HttpOptions(base_url={fake.gemini_url!r})\n"
+                  f"  Bedrock (boto3)                         endpoint_url={fake.bedrock_url}\n"
+                  f"  Mistral, Cohere, Ollama                 server_url / base_url / host={fake.url}\n"
+                  "serving until Ctrl-C", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            sys.stdin.read()
+            if args.until_stdin_closes:
+                sys.stdin.read()
+            else:
+                while not stop.wait(0.5):
+                    pass
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m otel_llm_cost.testing.fake_provider`: the same as `otel-llm-cost fake-provider`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m otel_llm_cost.testing.fake_provider",
+                                     description="A loopback server that speaks each LLM provider's wire format, "
+                                                 "for trying an app (and these tests) offline.")
+    add_arguments(parser)
+    raise SystemExit(serve(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":
