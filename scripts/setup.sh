@@ -24,6 +24,7 @@ step() { echo "setup: $*" >&2; }
 if [ "$mode" != dev ]; then
   need_apt=()
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+  command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
   if ((${#need_apt[@]})); then

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 # ARCHITECTURE section 3: the Prometheus names and the labels they carry
 METRICS = {
@@ -138,9 +139,57 @@ def _substitute(expr: str) -> str:
     return expr
 
 
+class _Webhook:
+    """A notification receiver on loopback: what Alertmanager POSTs, by path (the receiver's URL)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[tuple[str, dict]] = []
+        received = self.received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                received.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def _alertmanager_config(webhook: _Webhook) -> dict:
+    """The shipped alertmanager.yml, its routes, matchers and inhibitions as they are; only the receivers'
+    URLs point at the test's webhook (keeping their paths), and the waits are seconds, not minutes."""
+    config = yaml.safe_load((DASHBOARDS / "alertmanager" / "alertmanager.yml").read_text())
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = webhook.url + urllib.parse.urlsplit(hook["url"]).path
+    config["route"].update(group_wait="1s", group_interval="2s")
+    return config
+
+
 def test_real_prometheus_runs_every_panel_query_on_demo_data_and_fires_the_budget_alert(tmp_path):
+    """From the app to a notification: the demo's metrics, the shipped dashboards' queries and alert rules
+    in a real Prometheus, and the shipped routing in a real Alertmanager that delivers the page."""
     assert PROMETHEUS, "prometheus missing: scripts/setup.sh installs Debian's prometheus package"
-    demo_port, prom_port = _free_port(), _free_port()
+    assert ALERTMANAGER, "alertmanager missing: scripts/setup.sh installs Debian's prometheus-alertmanager package"
+    demo_port, prom_port, am_port, am_cluster = _free_port(), _free_port(), _free_port(), _free_port()
+    webhook = _Webhook()
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(_alertmanager_config(webhook)))
+    alertmanager = subprocess.Popen(
+        [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",
+         f"--web.listen-address=127.0.0.1:{am_port}", f"--cluster.listen-address=127.0.0.1:{am_cluster}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     demo = subprocess.Popen(
         [sys.executable, "-m", "otel_llm_cost.cli", "demo", "--port", str(demo_port), "--duration", "60",
          "--interval", "1", "--quiet"],
@@ -149,7 +198,7 @@ def test_real_prometheus_runs_every_panel_query_on_demo_data_and_fires_the_budge
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["scrape_configs"] = [{"job_name": "llm-app",
                                  "static_configs": [{"targets": [f"127.0.0.1:{demo_port}"]}]}]
-    config.pop("alerting")
+    config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]}
     shutil.copy(DASHBOARDS / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     prometheus = subprocess.Popen(
@@ -192,8 +241,25 @@ def test_real_prometheus_runs_every_panel_query_on_demo_data_and_fires_the_budge
         exhausted = firing[("LLMBudgetExhausted", "demo-daily-soft")]
         assert exhausted["labels"]["severity"] == "critical"
         assert "demo-daily-soft" in exhausted["annotations"]["summary"]
+
+        page = None
+        for _ in range(60):  # Prometheus sends it on, Alertmanager routes it (severity=critical: on-call)
+            page = next((alert for path, body in list(webhook.received) if path == "/page"
+                         for alert in body["alerts"] if alert["labels"]["alertname"] == "LLMBudgetExhausted"
+                         and alert["labels"].get("llm_cost_budget_name") == "demo-daily-soft"), None)
+            if page is not None:
+                break
+            time.sleep(1)
+        assert page is not None, [path for path, _ in webhook.received]
+        assert page["status"] == "firing" and page["labels"]["severity"] == "critical"
+        assert page["annotations"]["summary"] == exhausted["annotations"]["summary"]
+        delivered = [body for path, body in webhook.received if path == "/page"]
+        assert all(body["receiver"] == "llm-oncall" for body in delivered)
     finally:
         prometheus.terminate()
         demo.terminate()
+        alertmanager.terminate()
         prometheus.wait(timeout=30)
         demo.wait(timeout=30)
+        alertmanager.wait(timeout=30)
+        webhook.close()
