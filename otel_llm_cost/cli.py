@@ -239,11 +239,23 @@ def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
     backend = _open_ledger(_ledger_url(args))
     try:
         report = usage_report(args.since, args.until, by=args.by, ledger=backend)
-        text = report.format(args.format, raw=args.raw)
+        if args.format == "html":
+            from otel_llm_cost.ledger.html import render_html
+
+            text = render_html(report, usage_report(args.since, args.until, by="day", ledger=backend))
+        else:
+            text = report.format(args.format, raw=args.raw)
     except ReportError as error:
         raise _report_error(error) from None
     finally:
         backend.close()
+    if args.output:
+        try:
+            Path(args.output).write_text(text if text.endswith("\n") else text + "\n", "utf-8")
+        except OSError as error:
+            raise CliError(f"cannot write --output {args.output!r}: {error.strerror or error}") from None
+        print(f"wrote {args.output}", file=sys.stderr)
+        return 0
     sys.stdout.write(text if args.format == "csv" else text + "\n")
     return 0
 
@@ -322,8 +334,10 @@ def _parser() -> argparse.ArgumentParser:
     _ledger_arguments(report)
     report.add_argument("--by", default="model", metavar="KEY",
                         help="model, provider, session, user, service, job, day or tag:<key> (default: model)")
-    report.add_argument("--format", default="table", choices=("table", "json", "csv"),
-                        help="table for people, json or csv (RFC 4180) for programs (default: table)")
+    report.add_argument("--format", default="table", choices=("table", "json", "csv", "html"),
+                        help="table for people, json or csv (RFC 4180) for programs, html for one self-contained "
+                             "page with a chart (default: table)")
+    report.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
     report.add_argument("--raw", action="store_true", help="csv: do not prefix cells that a spreadsheet would "
                         "run as a formula (=, +, -, @) with '")
     report.set_defaults(handler=_cmd_report)

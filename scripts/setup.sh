@@ -25,6 +25,7 @@ if [ "$mode" != dev ]; then
   need_apt=()
   command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # renders the HTML report in its test
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
   if ((${#need_apt[@]})); then

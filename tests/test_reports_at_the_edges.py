@@ -148,3 +148,40 @@ def test_report_and_export_from_a_shell(sqlite_url):
     done = subprocess.run([sys.executable, "-m", "otel_llm_cost.cli", "export", "--ledger", sqlite_url, "--format",
                            "csv"], capture_output=True, timeout=60)
     assert done.returncode == 0 and b"'=cmd|' /C calc'!A0" in done.stdout and done.stdout.endswith(b"\r\n")
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess:
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium missing: scripts/setup.sh installs Debian's chromium package"
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--hide-scrollbars", "--window-size=900,1300", *args], capture_output=True, timeout=120)
+
+
+def test_the_html_report_renders_in_a_real_browser_with_its_chart_and_table(capsys, tmp_path, sqlite_url):
+    """`report --format html --output FILE`: one self-contained page; Chromium renders it, and the DOM it
+    builds has a bar for each day, the top groups and the table, and no script from the ledger's text."""
+    backend = open_backend(sqlite_url)
+    rows = [_row(ts=NOW - timedelta(days=day), user_id=user, cost_usd=D(cost) * (day + 1))
+            for day in range(10) for user, cost in (("alice", "0.0035"), ("bob", "0.012"),
+                                                     ("<script>document.title='x'</script>", "0.001"))]
+    backend.write(rows)
+    backend.close()
+    page = tmp_path / "spend.html"
+    status, _, err = run(capsys, "report", "--ledger", sqlite_url, "--by", "user", "--since", "30d", "--format",
+                         "html", "--output", str(page))
+    assert status == 0 and err == f"wrote {page}\n"
+    text = page.read_text()
+    assert "http://" not in text.replace("http://www.w3.org", "") and "<link" not in text and "<script" not in text
+
+    dom = _chromium("--dump-dom", page.as_uri()).stdout.decode()
+    assert dom.count('class="bar" data-day=') == 10  # one bar a day, in the DOM the browser built
+    assert dom.count("<script") == 0 and "<title>LLM spend by user</title>" in dom
+    assert '<span class="total" id="total">$0.9075</span>' in dom
+    table = dom[dom.index('<table id="groups">'):dom.index("</table>")]
+    assert table.count("<tr>") == 1 + 3 + 1  # header, three users, total
+    assert "&lt;script&gt;document.title='x'&lt;/script&gt;" in table
+    shot = tmp_path / "spend.png"
+    _chromium(f"--screenshot={shot}", page.as_uri())
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000  # a drawn page, not blank
