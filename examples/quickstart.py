@@ -29,7 +29,9 @@ def main() -> None:
         answer = client.chat.completions.create(
             model="gpt-4o-mini", max_tokens=200, messages=[{"role": "user", "content": question}])
         print(f"{question} -> {answer.choices[0].message.content}")
-    print("quickstart done", flush=True)
+    print("quickstart done: each span printed above carries its cost in USD; with "
+          "QUICKSTART_HOLD_SECONDS=30 the process stays up so http://localhost:9464/metrics shows "
+          "gen_ai_client_operation_cost_USD and llm_cost_calls_total", flush=True)
     hold = float(os.environ.get("QUICKSTART_HOLD_SECONDS", "0"))
     if hold:  # keep /metrics up for a scrape
         time.sleep(hold)
