@@ -213,7 +213,7 @@ def child(mode: str, url: str, calls: int, streams: int) -> dict[str, float]:
 @contextlib.contextmanager
 def fake_provider_process() -> Iterator[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "otel_llm_cost.testing.fake_provider", "--port", "0", "--until-stdin-closes",
+        [sys.executable, "-m", "otel_llm_cost.testing.fake", "--port", "0", "--until-stdin-closes",
          "--model", "gpt-4o=input_tokens=1000,output_tokens=100,chunks=100"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )

@@ -19,7 +19,7 @@ import otel_llm_cost as llm_cost
 def main() -> None:
     fake = None
     if not os.environ.get("ANTHROPIC_BASE_URL"):
-        from otel_llm_cost.testing.fake_provider import FakeProvider
+        from otel_llm_cost.testing.fake import FakeProvider
 
         fake = FakeProvider().start()
         fake.set_model("claude-haiku-4-5", output_tokens=900)

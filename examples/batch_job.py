@@ -20,7 +20,7 @@ DOCUMENTS = [f"Incident report {n}: the nightly export stalled for {n % 7 + 1} m
 def main() -> None:
     fake = None
     if not os.environ.get("OPENAI_BASE_URL"):
-        from otel_llm_cost.testing.fake_provider import FakeProvider
+        from otel_llm_cost.testing.fake import FakeProvider
 
         fake = FakeProvider().start()
         fake.set_model("gpt-4o-mini", output_tokens=180)  # input: the prompt's own tokens

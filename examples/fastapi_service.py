@@ -29,7 +29,7 @@ def client() -> openai.AsyncOpenAI:
     global _client
     if _client is None:
         if not os.environ.get("OPENAI_BASE_URL"):  # offline: the fake provider answers like the real API
-            from otel_llm_cost.testing.fake_provider import FakeProvider
+            from otel_llm_cost.testing.fake import FakeProvider
 
             fake = FakeProvider().start()
             fake.set_model("gpt-4o-mini", input_tokens=400, output_tokens=150)

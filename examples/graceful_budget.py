@@ -48,7 +48,7 @@ def summarise_with_a_cheaper_model_when_needed(client: openai.OpenAI) -> None:
 def main() -> None:
     fake = None
     if not os.environ.get("OPENAI_BASE_URL"):
-        from otel_llm_cost.testing.fake_provider import FakeProvider
+        from otel_llm_cost.testing.fake import FakeProvider
 
         fake = FakeProvider().start()
         fake.set_model("gpt-4o", output_tokens=400)  # the prompt is counted as sent

@@ -17,7 +17,7 @@ import openai
 def main() -> None:
     fake = None
     if not os.environ.get("OPENAI_BASE_URL"):
-        from otel_llm_cost.testing.fake_provider import FakeProvider
+        from otel_llm_cost.testing.fake import FakeProvider
 
         fake = FakeProvider().start()
         fake.set_model("gpt-4o-mini", input_tokens=1_200, cache_read_tokens=1_024, output_tokens=150)

@@ -363,7 +363,7 @@ def _parser() -> argparse.ArgumentParser:
     fake = commands.add_parser("fake-provider", help="serve the built-in fake provider (every wire format) on "
                                "loopback, to try your own app offline", description="Serves until Ctrl-C or SIGTERM; "
                                "prints the base URL to give each SDK.")
-    from otel_llm_cost.testing.fake_provider import add_arguments
+    from otel_llm_cost.testing.fake import add_arguments
 
     add_arguments(fake)
     fake.set_defaults(handler=_cmd_fake_provider)
@@ -373,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_fake_provider(args: argparse.Namespace, book: PriceBook) -> int:
-    from otel_llm_cost.testing.fake_provider import serve
+    from otel_llm_cost.testing.fake import serve
 
     return serve(args)
 

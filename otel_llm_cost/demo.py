@@ -84,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from opentelemetry.sdk.trace import TracerProvider
 
     import otel_llm_cost as llm_cost
-    from otel_llm_cost.testing.fake_provider import FakeProvider
+    from otel_llm_cost.testing.fake import FakeProvider
 
     readers = []
     if args.port:

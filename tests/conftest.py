@@ -16,7 +16,7 @@ from otel_llm_cost import _log, _state
 from otel_llm_cost.config import Settings
 from otel_llm_cost.instrumentation import instrument, uninstrument
 from otel_llm_cost.instrumentation._call import SCOPE_NAME
-from otel_llm_cost.testing.fake_provider import FakeProvider
+from otel_llm_cost.testing.fake import FakeProvider
 
 # LiteLLM fetches its price map from GitHub when imported, retrying with back-off; offline, use its copy.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from conftest import cost_of, only_span, our_spans
 
 import otel_llm_cost as llm_cost
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 D = Decimal
 CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from conftest import cost_of, only_span, our_spans
 
 from otel_llm_cost.budget import BudgetExceededError
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 D = Decimal
 CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"

@@ -134,7 +134,7 @@ def test_unknown_price_is_allowed_best_effort_with_one_warning(guard, openai_cli
 def test_failed_call_releases_its_reservation(guard, openai_client, fake):
     import openai
 
-    from otel_llm_cost.testing.fake_provider import Fault
+    from otel_llm_cost.testing.fake import Fault
 
     guard.set(Budget.create(1, name="b"))
     fake.inject(Fault(status=500))

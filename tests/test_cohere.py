@@ -11,7 +11,7 @@ import pytest
 from conftest import cost_of, only_span
 
 from otel_llm_cost.budget import BudgetExceededError
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 D = Decimal
 MODEL = "command-a-03-2025"

@@ -18,7 +18,7 @@ from conftest import only_span, our_spans
 
 from otel_llm_cost.budget import Budget, BudgetExceededError
 from otel_llm_cost.estimate import estimate_input_tokens
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 MODEL = "gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "Write one short sentence about budgets."}]

@@ -12,7 +12,7 @@ from google import genai
 from google.genai import errors, types
 
 from otel_llm_cost.budget import BudgetExceededError
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 D = Decimal
 MODEL = "gemini-2.5-flash"

@@ -101,7 +101,7 @@ import boto3
 from google import genai
 from google.genai import types
 
-from otel_llm_cost.testing.fake_provider import FakeProvider
+from otel_llm_cost.testing.fake import FakeProvider
 
 with FakeProvider() as fake:
     fake.set_model("gemini-2.5-flash", input_tokens=10_000, output_tokens=1_000)

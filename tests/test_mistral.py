@@ -10,7 +10,7 @@ from conftest import cost_of, only_span
 from mistralai.client import Mistral
 
 from otel_llm_cost.budget import BudgetExceededError
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 D = Decimal
 MODEL = "mistral-small-2603"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_llm_cost.instrumentation import instrument, uninstrument
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 MESSAGES = [{"role": "user", "content": "my secret prompt about project nightingale"}]
 

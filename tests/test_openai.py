@@ -117,7 +117,7 @@ def test_compat_cost_attribute_can_be_switched_off(instrumented, openai_client, 
 def test_errors_are_recorded_and_propagate_unchanged(instrumented, openai_client, span_exporter, fake):
     import openai
 
-    from otel_llm_cost.testing.fake_provider import Fault
+    from otel_llm_cost.testing.fake import Fault
 
     fake.inject(Fault(status=429))
     with pytest.raises(openai.RateLimitError):

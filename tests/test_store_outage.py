@@ -25,7 +25,7 @@ from otel_llm_cost.budget import Budget, BudgetExceededError, BudgetStoreUnavail
 from otel_llm_cost.budget.guard import BudgetGuard
 from otel_llm_cost.budget.outage import OutageBuffer
 from otel_llm_cost.budget.stores import Claim, RedisStore, SqliteStore, StoreUnavailable
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 MODEL = "gpt-4o-mini"
 MESSAGES = [{"role": "user", "content": "Hi"}]

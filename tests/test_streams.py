@@ -11,7 +11,7 @@ import pytest
 from conftest import only_span, our_spans
 
 from otel_llm_cost.instrumentation import instrument, uninstrument
-from otel_llm_cost.testing.fake_provider import Fault
+from otel_llm_cost.testing.fake import Fault
 
 MESSAGES = [{"role": "user", "content": "Tell me a story."}]
 
