@@ -254,3 +254,19 @@ def test_did_you_mean_for_a_model_and_a_setting():
 
     with pytest.raises(ConfigError, match=r"unknown setting 'budgt_usd'; did you mean 'budget_usd'\?$"):
         Settings().with_overrides(budgt_usd=3)
+
+
+def test_two_demo_runs_keep_their_own_sessions_under_the_demos_service_name(tmp_path):
+    """A rerun never adds to the first run's sessions (which would seem to pass their budgets), and the
+    ledger names the demo's service, not `unknown_service:python`."""
+    import time
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    for _ in range(2):
+        assert run("demo", "--port", "0", "--ledger", url, "--quiet", env={"PYTHONWARNINGS": "ignore"}).returncode == 0
+        time.sleep(1.1)  # the run mark has a resolution of one second
+    sessions = json.loads(run("report", "--ledger", url, "--by", "session", "--format", "json").stdout)["groups"]
+    runaway = [group for group in sessions if (group["key"] or "").startswith("runaway-agent-")]
+    assert len(runaway) == 2 and all(group["cost_usd"] == runaway[0]["cost_usd"] for group in runaway)
+    services = json.loads(run("report", "--ledger", url, "--by", "service", "--format", "json").stdout)["groups"]
+    assert [group["key"] for group in services] == ["otel-llm-cost-demo"]
