@@ -7,32 +7,41 @@ instance, whatever order they load in.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from otel_llm_cost.config import Settings
 
 if TYPE_CHECKING:
-    from otel_llm_cost.instrumentation._call import LLMCall
     from otel_llm_cost.pricing import Cost
+
+
+class Call(Protocol):
+    """A call as a budget hook sees it (`instrumentation._call.LLMCall`): declared here, not imported,
+    so that the lifecycle depends on this module and never the other way round."""
+
+    request: Any
+    session: Any
+    span: Any
+    reservation: Any
 
 
 class BudgetHook(Protocol):
     """The seam between the call lifecycle and budgets: reserve before sending, settle after."""
 
-    def reserve(self, call: LLMCall) -> None:
+    def reserve(self, call: Call) -> None:
         """Hold the worst-case cost of `call`, or raise `BudgetExceededError` so it is never sent."""
 
-    def settle(self, call: LLMCall, cost: Cost | None, failed: bool) -> None:
+    def settle(self, call: Call, cost: Cost | None, failed: bool) -> None:
         """Replace the reservation by the actual cost (or release it when the call failed)."""
 
 
 class NoBudget:
     """No budget configured: nothing to reserve or settle."""
 
-    def reserve(self, call: LLMCall) -> None:
+    def reserve(self, call: Call) -> None:
         return None
 
-    def settle(self, call: LLMCall, cost: Cost | None, failed: bool) -> None:
+    def settle(self, call: Call, cost: Cost | None, failed: bool) -> None:
         return None
 
 

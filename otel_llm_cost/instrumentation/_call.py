@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from decimal import Decimal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import context, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
@@ -30,6 +30,8 @@ from otel_llm_cost.budget import BudgetExceededError
 from otel_llm_cost.context import SessionContext, current_session
 from otel_llm_cost.estimate import estimate_input_tokens, worst_case_usage
 from otel_llm_cost.instrumentation._attempts import Attempt, serve, unserve, unwatch, watch
+from otel_llm_cost.instrumentation._outcome import Outcome, StreamAccumulator
+from otel_llm_cost.instrumentation._stream import StreamProxy
 from otel_llm_cost.instrumentation._read import (
     is_async_raw_response,
     is_raw_response,
@@ -112,34 +114,6 @@ class Request:
             return self.units
         return worst_case_usage(self.prompt, self.max_tokens, default_output_tokens, system=self.system,
                                 tools=self.tools)
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What a wrapper read from the response (or the end of a stream)."""
-
-    usage: Usage | None = None
-    response_model: str | None = None
-    response_id: str | None = None
-    finish_reasons: tuple[str, ...] = ()
-    service_tier: str | None = None
-    estimated: bool = False
-    provider_cost: Decimal | None = None
-    """The cost the response itself reports (OpenRouter's `usage.cost`): it wins over our own price."""
-    estimate_unreported: bool = False
-    """The API reports no usage for this operation (Gemini API embeddings): estimate the input from the
-    request, marked estimated, rather than leave a billed call unpriced."""
-    fallback_cost: Decimal | None = None
-    fallback_source: str = ""
-    """A cost computed by someone else's price table (LiteLLM's): used only when we know no price."""
-
-
-class StreamAccumulator(Protocol):
-    def observe(self, item: Any) -> bool:
-        """Read one stream item; return False to hide it from the app (our injected usage chunk)."""
-
-    def outcome(self, complete: bool) -> Outcome:
-        """Usage and response fields so far; `complete` is False when the stream ended early."""
 
 
 def _same(item: Any) -> Any:
@@ -599,8 +573,6 @@ def _complete(call: LLMCall, endpoint: Endpoint, result: Any, parsed: Any = None
         if raw and parsed is None:
             parsed = parsed_raw_response(result)
         if stream:
-            from otel_llm_cost.instrumentation._stream import StreamProxy
-
             assert endpoint.new_accumulator is not None
             accumulator = endpoint.new_accumulator(call.request)
             key = endpoint.stream_key

@@ -12,12 +12,20 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 import wrapt
 
 from otel_llm_cost._log import exception_once
-from otel_llm_cost.instrumentation._call import LLMCall, Outcome, StreamAccumulator
+from otel_llm_cost.instrumentation._outcome import Outcome, StreamAccumulator
+
+
+class Call(Protocol):
+    """The call a stream belongs to, as the proxy needs it: ended once, with what the stream showed."""
+
+    def finish(self, outcome: Outcome) -> None: ...
+
+    def fail(self, error: BaseException, outcome: Outcome | None = None) -> None: ...
 
 _logger = logging.getLogger(__name__)
 
@@ -28,7 +36,7 @@ class _StreamState:
 
     __slots__ = ("call", "accumulator", "iterator", "done")
 
-    def __init__(self, call: LLMCall, accumulator: StreamAccumulator) -> None:
+    def __init__(self, call: Call, accumulator: StreamAccumulator) -> None:
         self.call = call
         self.accumulator = accumulator
         self.iterator: Any = None
@@ -71,7 +79,7 @@ class _StreamState:
 
 
 class StreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
-    def __init__(self, stream: Any, call: LLMCall, accumulator: StreamAccumulator) -> None:
+    def __init__(self, stream: Any, call: Call, accumulator: StreamAccumulator) -> None:
         super().__init__(stream)
         self._self_state = _StreamState(call, accumulator)
 
