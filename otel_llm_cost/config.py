@@ -237,15 +237,17 @@ def parse_store(variable: str, raw: str) -> str:
     if raw == "memory" or raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
         return raw
     parts = urlsplit(raw)
-    if parts.scheme in ("redis", "rediss") and parts.hostname or parts.scheme == "unix" and parts.path:
+    if parts.scheme == "redis+sentinel" and parts.netloc and parts.path.strip("/"):
+        return raw
+    if parts.scheme in ("redis", "rediss", "redis+cluster") and parts.hostname or parts.scheme == "unix" and parts.path:
         try:
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError:
             pass
         else:
             return raw
-    raise ConfigError(f"{variable}={raw!r} is not a budget store; use memory, sqlite:///path/to/file.db "
-                      "or redis://host:port/db")
+    raise ConfigError(f"{variable}={raw!r} is not a budget store; use memory, sqlite:///path/to/file.db, "
+                      "redis://host:port/db, redis+cluster://host:port or redis+sentinel://host:port/service")
 
 
 def parse_readable_file(variable: str, raw: str) -> Path:

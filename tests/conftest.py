@@ -88,6 +88,107 @@ class RedisServer:
         self.process = None
 
 
+def _redis_processes(directory, *argument_lists: list[str]) -> list:
+    """Real redis-server processes (plain, cluster nodes or sentinels), each answering PING."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server missing: scripts/setup.sh installs Debian's redis-server package"
+    processes = []
+    for arguments in argument_lists:
+        processes.append(subprocess.Popen([binary, *arguments], cwd=directory, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+    for arguments, process in zip(argument_lists, processes):
+        port = int(arguments[arguments.index("--port") + 1])
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, f"redis on {port} did not start"
+            time.sleep(0.05)
+    return processes
+
+
+def _stop_all(processes: list) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=20)
+
+
+def _free_ports(count: int, *, cluster: bool = False) -> list[int]:
+    """Free loopback ports. A cluster node also needs its bus port, 10,000 above, so those stay under 55536."""
+    import random
+    import socket
+
+    def free(port: int) -> bool:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.randint(20_000, 45_000)
+        if port not in ports and free(port) and (not cluster or free(port + 10_000)):
+            ports.append(port)
+    return ports
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory) -> Iterator[str]:
+    """A real Redis Cluster of 3 masters on loopback ports (`redis-cli --cluster create`)."""
+    import shutil
+    import subprocess
+    import time
+
+    directory = tmp_path_factory.mktemp("redis-cluster")
+    ports = _free_ports(3, cluster=True)
+    processes = _redis_processes(directory, *([
+        "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file",
+        f"nodes-{port}.conf", "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no"] for port in ports))
+    try:
+        subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{port}" for port in ports), "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        deadline = time.monotonic() + 30
+        while b"cluster_state:ok" not in subprocess.run(
+                ["redis-cli", "-p", str(ports[0]), "cluster", "info"], capture_output=True).stdout:
+            assert time.monotonic() < deadline, "the cluster did not become ok"
+            time.sleep(0.2)
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        _stop_all(processes)
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url(tmp_path_factory) -> Iterator[str]:
+    """A real master, its replica and a sentinel that monitors them (`redis-server --sentinel`)."""
+    directory = tmp_path_factory.mktemp("redis-sentinel")
+    master, replica, sentinel = _free_ports(3)
+    (directory / "sentinel.conf").write_text(
+        f"port {sentinel}\nbind 127.0.0.1\nsentinel monitor llm-cost 127.0.0.1 {master} 1\n"
+        "sentinel down-after-milliseconds llm-cost 1000\nsentinel failover-timeout llm-cost 5000\n")
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    processes = _redis_processes(directory, ["--port", str(master), *common],
+                                 ["--port", str(replica), *common, "--replicaof", "127.0.0.1", str(master)],
+                                 ["sentinel.conf", "--sentinel", "--port", str(sentinel)])
+    try:
+        yield f"redis+sentinel://127.0.0.1:{sentinel}/llm-cost"
+    finally:
+        _stop_all(processes)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> Iterator[str]:
     """A real redis-server on a free loopback port, for the shared-budget tests."""

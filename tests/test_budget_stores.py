@@ -22,14 +22,16 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster", "redis-sentinel"])
 def store_and_clock(request, tmp_path):
+    """Every store, one contract: Redis alone, a 3-master Redis Cluster and Redis behind Sentinel."""
     clock = Clock()
     if request.param == "memory":
         return MemoryStore(ttl=60, clock=clock), clock
     if request.param == "sqlite":
         return SqliteStore(tmp_path / "budgets.db", ttl=60, clock=clock), clock
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue({"redis": "redis_url", "redis-cluster": "redis_cluster_url",
+                                   "redis-sentinel": "redis_sentinel_url"}[request.param])
     return RedisStore(url, ttl=60, clock=clock, prefix=f"test-{uuid.uuid4().hex[:8]}"), clock
 
 
@@ -186,3 +188,52 @@ def test_redis_clear_is_safe_with_glob_characters_in_the_prefix(redis_url):
     assert odd.usage("b", "", "total") == (D(0), D(0))
     assert plain.usage("b", "", "total") == (D(2), D(0))
     plain.clear()
+
+
+_RACER = r"""
+import sys, threading
+from decimal import Decimal
+from otel_llm_cost.budget.stores import Claim, store_from_url
+
+store = store_from_url(sys.argv[1])
+claim = Claim(sys.argv[2], "", "total", Decimal("0.1"), Decimal("10"))
+granted = []
+lock = threading.Lock()
+barrier = threading.Barrier(16)
+
+def worker():
+    barrier.wait()
+    for _ in range(4):
+        result = store.reserve([claim])
+        if isinstance(result, list):
+            store.settle(result, Decimal("0.1"))
+            with lock:
+                granted.append(1)
+
+threads = [threading.Thread(target=worker) for _ in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(granted), flush=True)
+"""
+
+
+@pytest.mark.parametrize("fixture", ["redis_url", "redis_cluster_url", "redis_sentinel_url"])
+def test_4_processes_of_16_threads_never_pass_a_shared_redis_budget(request, fixture):
+    """256 reservations of $0.10 race for $10 on Redis, a 3-master Cluster and Sentinel: exactly 100 win."""
+    import os
+    import subprocess
+    import sys
+
+    url = request.getfixturevalue(fixture)
+    budget = f"race-{uuid.uuid4().hex[:8]}"
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, url, budget], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"}) for _ in range(4)]
+    granted = 0
+    for racer in racers:
+        out, _ = racer.communicate(timeout=120)
+        assert racer.returncode == 0
+        granted += int(out)
+    assert granted == 100
+    from otel_llm_cost.budget.stores import store_from_url
+
+    assert store_from_url(url).usage(budget, "", "total") == (D("10"), D(0))

@@ -433,18 +433,7 @@ class RedisStore:
         except ImportError:
             raise StoreOpenError("the redis package is not installed: pip install 'otel-llm-cost[redis]'") from None
         if client is None:
-            # short timeouts and no retry loop: a budget check must not stall the LLM call it guards. One
-            # immediate reconnect on a dropped connection, so a pooled connection left over from before a
-            # Redis restart or failover does not count as an outage.
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            try:
-                client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0,
-                                              socket_timeout=2.0, retry=Retry(NoBackoff(), 1),
-                                              retry_on_error=[redis.ConnectionError])
-            except ValueError as error:
-                raise StoreOpenError(str(error)) from None
+            client = _redis_client(redis, url)
         self.ttl = ttl
         self._clock = clock
         self._redis: Any = client
@@ -556,6 +545,40 @@ class RedisStore:
         self._guarded(lambda: self._clear(budget))
 
 
+def _redis_client(redis: Any, url: str) -> Any:
+    """A client for `redis://` (also `rediss://`, `unix://`), `redis+cluster://host:port` (any node; the
+    others are discovered) or `redis+sentinel://host:port[,host:port]/service` (the master the sentinels
+    name, followed through a failover). Every key carries one hash tag, so the Lua scripts that touch
+    several budgets at once run on one Cluster slot.
+
+    Short timeouts and no retry loop: a budget check must not stall the LLM call it guards. One immediate
+    reconnect on a dropped connection, so a pooled connection from before a restart or failover does not
+    count as an outage."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    options = dict(decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0)
+    try:
+        if url.startswith("redis+cluster://"):
+            from redis.cluster import RedisCluster
+
+            return RedisCluster.from_url("redis://" + url[len("redis+cluster://"):], **options)
+        if url.startswith("redis+sentinel://"):
+            from redis.sentinel import Sentinel
+
+            hosts, _, service = url[len("redis+sentinel://"):].partition("/")
+            nodes = [(host, int(port)) for host, _, port in (item.rpartition(":") for item in hosts.split(","))]
+            if not service or not nodes:
+                raise ValueError(f"{url!r} is not redis+sentinel://host:port[,host:port]/service")
+            return Sentinel(nodes, sentinel_kwargs={"socket_timeout": 1.0}, **options).master_for(
+                service, retry=Retry(NoBackoff(), 1), retry_on_error=[redis.ConnectionError])
+        return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), retry_on_error=[redis.ConnectionError],
+                                    **options)
+    except (ValueError, redis.RedisError) as error:
+        raise StoreOpenError(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__) \
+            from None
+
+
 def store_from_url(url: str) -> BudgetStore:
     """`memory`, `sqlite:///path/to/file.db` or `redis://host:port/db` (also `rediss://`, `unix://`):
     the OTEL_LLM_COST_BUDGET_STORE values. One that cannot be used raises `StoreOpenError`."""
@@ -563,6 +586,6 @@ def store_from_url(url: str) -> BudgetStore:
         return MemoryStore()
     if url.startswith("sqlite:///"):  # as SQLAlchemy: sqlite:///relative.db, sqlite:////absolute.db
         return SqliteStore(url[len("sqlite:///"):])
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://", "redis+sentinel://")):
         return RedisStore(url)
     raise StoreOpenError(f"unknown budget store {url!r}")
