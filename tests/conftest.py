@@ -184,9 +184,30 @@ def redis_sentinel_url(tmp_path_factory) -> Iterator[str]:
                                  ["--port", str(replica), *common, "--replicaof", "127.0.0.1", str(master)],
                                  ["sentinel.conf", "--sentinel", "--port", str(sentinel)])
     try:
+        _wait_for_sentinel(sentinel, "llm-cost")
         yield f"redis+sentinel://127.0.0.1:{sentinel}/llm-cost"
     finally:
         _stop_all(processes)
+
+
+def _wait_for_sentinel(port: int, service: str) -> None:
+    """Until the sentinel names the master, sees it up and knows its replica (a new sentinel takes a
+    moment): before then, clients are told "no master found"."""
+    import time
+
+    import redis
+
+    client = redis.Redis(port=port, decode_responses=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            state = client.sentinel_master(service)
+            if state.get("flags") == "master" and int(state.get("num-slaves", 0)) >= 1:
+                return
+        except redis.RedisError:
+            pass
+        assert time.monotonic() < deadline, "the sentinel never saw its master and replica"
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
