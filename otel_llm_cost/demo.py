@@ -234,6 +234,26 @@ def _optional_clients(fake: Any) -> dict[str, Any]:
 _MODEL_WIDTH = len(BEDROCK_CLAUDE)  # the longest model id the demo calls
 
 
+def _agent_loop(name: str, n: int, oai: Any, quiet: bool, show: Any) -> None:
+    """An agent whose history grows every step, until its budget stops it: with `BudgetExceededError`
+    (`raise`), or with the refusal message as the model's answer (`respond`)."""
+    import otel_llm_cost as llm_cost
+
+    history = list(MESSAGES)
+    for step in range(1, 50):
+        try:
+            reply = oai.chat.completions.create(model="gpt-4.1", max_tokens=4_000, messages=history)
+        except llm_cost.BudgetExceededError as stop:
+            _progress(quiet, f"  [{n:>3}] {name} agent stopped at step {step}: {stop}")
+            return
+        if reply.id.startswith("llm_cost-refused-"):
+            _progress(quiet, f"  [{n:>3}] {name} agent answered at step {step}: {reply.choices[0].message.content}")
+            return
+        show(f"{name} agent step {step}")
+        history += [{"role": "assistant", "content": "Calling the search tool again."},
+                    {"role": "user", "content": "Tool output: " + "log line with details; " * 1500}]
+
+
 _RUN = datetime.now(UTC).strftime("%m%d-%H%M%S")
 """This run's mark in its session ids: a second run of the demo writes new sessions into the same ledger,
 so `report --by session` never adds two runs' agents into one that seems to pass its budget."""
@@ -292,27 +312,10 @@ def _round(n: int, oai: Any, claude: Any, others: dict[str, Any], quiet: bool) -
     _progress(quiet, f"  [{n:>3}] {'batch job nightly-digest (4 calls)':34} {'gpt-4o-mini':{_MODEL_WIDTH}} "
                      f"{'':>7}    {'':>6}      ${column_usd(job.cost)}")
     with llm_cost.session(f"runaway-agent-{_RUN}-{n}", user_id="dave", feature="agent"):
-        history = list(MESSAGES)
-        for step in range(1, 50):
-            try:
-                oai.chat.completions.create(model="gpt-4.1", max_tokens=4_000, messages=history)
-            except llm_cost.BudgetExceededError as stop:
-                _progress(quiet, f"  [{n:>3}] runaway agent stopped at step {step}: {stop}")
-                break
-            show(f"runaway agent step {step}")
-            history += [{"role": "assistant", "content": "Calling the search tool again."},
-                        {"role": "user", "content": "Tool output: " + "log line with details; " * 1500}]
+        _agent_loop("runaway", n, oai, quiet, show)
     # the same loop under a budget that answers instead of raising: the agent reads the refusal and stops
     with llm_cost.session(f"polite-agent-{_RUN}-{n}", user_id="dave", feature="agent", polite=f"run-{n}"):
-        history = list(MESSAGES)
-        for step in range(1, 50):
-            reply = oai.chat.completions.create(model="gpt-4.1", max_tokens=4_000, messages=history)
-            if reply.id.startswith("llm_cost-refused-"):
-                _progress(quiet, f"  [{n:>3}] polite agent answered at step {step}: {reply.choices[0].message.content}")
-                break
-            show(f"polite agent step {step}")
-            history += [{"role": "assistant", "content": "Calling the search tool again."},
-                        {"role": "user", "content": "Tool output: " + "log line with details; " * 1500}]
+        _agent_loop("polite", n, oai, quiet, show)
     # a user budget that falls back to a cheaper model rather than refusing
     with llm_cost.session(f"digest-{_RUN}-{n}", user_id="frank", feature="digest", thrifty=f"run-{n}"):
         for _ in range(3):
