@@ -163,6 +163,9 @@ class FakeProvider:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 256
+    """socketserver's default backlog of 5 resets connections when 64 threads call at once."""
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that disconnects mid-response is normal here, not an error to print."""
 
