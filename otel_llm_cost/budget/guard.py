@@ -164,8 +164,7 @@ class BudgetGuard:
                                       amount, key=result.claim.key or None, window=refusing.window,
                                       policy="respond" if refusing.on_exceed == "respond" else "raise")
         call.reservation = Hold(tuple(result), amount)
-        claims = [Claim(b.name, key, window_id(b.window, now), amount, None) for b, key in applicable]
-        outcome = "warned" if self._warned(applicable, claims) else "allowed"
+        outcome = "warned" if self._warned(applicable, now) else "allowed"
         call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: outcome})
 
     def _worst_cost(self, request: Any, model: str | None) -> Decimal | None:
@@ -216,29 +215,23 @@ class BudgetGuard:
         applicable = [(b, key) for b in self._budgets.values() if (key := budget_key(b, session)) is not None]
         if not applicable or not amount:
             return
-        now = self.clock()
-        claims = [Claim(b.name, key, window_id(b.window, now), amount, b.limit if b.on_exceed == "raise" else None)
-                  for b, key in applicable]
-        try:
-            result = self.store.reserve(claims)
-        except StoreUnavailable as error:
-            budget = applicable[0][0]
-            raise BudgetStoreUnavailableError(budget.name, budget.limit, amount, str(error)) from None
+        result = self._claim(applicable, amount, self.clock())
         if isinstance(result, Refusal):
             self.blocked[result.claim.budget] += 1
             raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO,
                                       result.spent + result.reserved, amount, key=result.claim.key or None)
         self.store.settle(result, ZERO)
 
-    def _warned(self, applicable: list[tuple[Budget, str]], claims: list[Claim]) -> bool:
+    def _warned(self, applicable: list[tuple[Budget, str]], now: datetime) -> bool:
         warned = False
-        for (budget, key), claim in zip(applicable, claims):
+        for budget, key in applicable:
             if budget.on_exceed != "warn":
                 continue
-            spent, reserved = self.store.usage(claim.budget, claim.key, claim.window)
+            window = window_id(budget.window, now)
+            spent, reserved = self.store.usage(budget.name, key, window)
             if spent + reserved > budget.limit:
                 warned = True
-                warn_once(_logger, ("budget-warn", budget.name, claim.window),
+                warn_once(_logger, ("budget-warn", budget.name, window),
                           "otel-llm-cost: budget %r%s is over its limit of $%s (spent and reserved: $%s)",
                           budget.name, f" for {key!r}" if key else "", budget.limit, spent + reserved)
         return warned

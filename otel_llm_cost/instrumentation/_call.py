@@ -11,12 +11,13 @@ and the only exception we raise on purpose is `BudgetExceededError`.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import time
 from contextvars import ContextVar
 from decimal import Decimal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -635,15 +636,23 @@ async def _as_async_iterator(chunks: Any) -> Any:
         yield chunk
 
 
-def _serving(answer: Answer, send: Callable[[], Any]) -> Any:
-    """`send()` with the transport answering `answer` (a `Wire`) and our wrappers passing through."""
-    tokens = serve(answer) if isinstance(answer, Wire) else None, _sending.set(True)
+@contextlib.contextmanager
+def _answering(answer: Answer) -> Iterator[None]:
+    """While inside: the transport answers `answer` (a `Wire`) in place of the network, and our wrappers
+    pass the SDK's inner calls through."""
+    served = serve(answer) if isinstance(answer, Wire) else None
+    sending = _sending.set(True)
     try:
-        return send()
+        yield
     finally:
-        _sending.reset(tokens[1])
-        if tokens[0] is not None:
-            unserve(tokens[0])
+        _sending.reset(sending)
+        if served is not None:
+            unserve(served)
+
+
+def _serving(answer: Answer, send: Callable[[], Any]) -> Any:
+    with _answering(answer):
+        return send()
 
 
 def _served_generator(answer: Answer, generator: Any) -> Any:
@@ -659,15 +668,11 @@ def _served_generator(answer: Answer, generator: Any) -> Any:
 async def _served_async_generator(answer: Answer, generator: Any) -> Any:
     """`_served_generator` for async generators."""
     while True:
-        tokens = serve(answer) if isinstance(answer, Wire) else None, _sending.set(True)
         try:
-            item = await generator.__anext__()
+            with _answering(answer):
+                item = await generator.__anext__()
         except StopAsyncIteration:
             return
-        finally:
-            _sending.reset(tokens[1])
-            if tokens[0] is not None:
-                unserve(tokens[0])
         yield item
 
 
@@ -678,13 +683,8 @@ async def _deliver_async(answer: Answer, request: Request, send: Callable[[], Aw
         return _as_async_iterator(answer.value) if inspect.isgenerator(answer.value) else answer.value
     if isinstance(answer, Resend):
         request.kwargs.update(answer.changes)
-    tokens = serve(answer) if isinstance(answer, Wire) else None, _sending.set(True)
-    try:
+    with _answering(answer):
         result = await send()
-    finally:
-        _sending.reset(tokens[1])
-        if tokens[0] is not None:
-            unserve(tokens[0])
     if inspect.isasyncgen(result):  # google-genai's async stream sends once its generator runs
         return _served_async_generator(answer, result)
     return result

@@ -208,14 +208,16 @@ class Ledger:
             self._passes += 1
             self._queue.all_tasks_done.notify_all()
 
-    def _take(self) -> list[Row]:
-        batch = []
-        while len(batch) < self._batch_size:
+    def _take(self, *, every: bool = False) -> list[Row]:
+        """A batch of queued rows (or `every` one), made storable."""
+        limit = None if every else self._batch_size
+        rows: list[Row] = []
+        while limit is None or len(rows) < limit:
             try:
-                batch.append(storable_row(self._queue.get_nowait()))
+                rows.append(storable_row(self._queue.get_nowait()))
             except queue.Empty:
                 break
-        return batch
+        return rows
 
     def _done(self, count: int) -> None:
         """`count` rows taken from the queue are settled: written, spooled or dropped."""
@@ -259,16 +261,8 @@ class Ledger:
         if len(self._retry) + self._queue.qsize() < self._max_queue // 2:
             return
         rows, self._retry = self._retry, []
-        rows.extend(self._take_all())
+        rows.extend(self._take(every=True))
         self._spool(rows, "the usage ledger is still unreachable")
-
-    def _take_all(self) -> list[Row]:
-        rows = []
-        while True:
-            try:
-                rows.append(storable_row(self._queue.get_nowait()))
-            except queue.Empty:
-                return rows
 
     def _spool(self, rows: list[Row], why: str) -> None:
         """Write `rows` (all taken from the queue) to a spool file, and settle them."""
@@ -347,7 +341,7 @@ class Ledger:
         self._thread.join(max(1.0, timeout))
         if not written:
             # the writer has stopped (or is stuck in a write: a row spooled twice is written once)
-            rows = self._inflight + self._retry + self._take_all()
+            rows = self._inflight + self._retry + self._take(every=True)
             self._retry = self._inflight = []
             if rows:
                 self._spool(rows, f"the usage ledger {redacted(self.url)} was still unreachable at exit after "
