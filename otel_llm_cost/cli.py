@@ -7,10 +7,11 @@ command that stops reading (`| head -1`) ends quietly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,8 @@ def _ledger_arguments(command: argparse.ArgumentParser) -> None:
                          "(default: OTEL_LLM_COST_LEDGER)")
     command.add_argument("--since", metavar="WHEN", help="ISO date or time (UTC), or relative: 30m, 24h, 7d")
     command.add_argument("--until", metavar="WHEN", help="ISO date or time (UTC), or relative: 30m, 24h, 7d")
+    command.add_argument("--raw", action="store_true", help="csv: do not prefix cells that a spreadsheet would "
+                         "run as a formula (=, +, -, @) with '")
 
 
 def _ledger_url(args: argparse.Namespace) -> str:
@@ -229,15 +232,29 @@ def _report_error(error: Exception) -> CliError:
     return CliError(f"--{error}" if str(error).split("=", 1)[0] in ("since", "until", "by", "format") else str(error))
 
 
-def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
-    from otel_llm_cost.ledger.report import ReportError, parse_range, usage_report
+@contextlib.contextmanager
+def _reading_ledger(args: argparse.Namespace) -> Iterator[Any]:
+    """The ledger `report` and `export` read, closed afterwards. A bad time range is reported before the
+    ledger is opened; a report argument error is one line in the CLI's words."""
+    from otel_llm_cost.ledger.report import ReportError, parse_range
 
     try:
-        parse_range(args.since, args.until)  # a bad range is reported before the ledger is opened
+        parse_range(args.since, args.until)
     except ReportError as error:
         raise _report_error(error) from None
     backend = _open_ledger(_ledger_url(args))
     try:
+        yield backend
+    except ReportError as error:
+        raise _report_error(error) from None
+    finally:
+        backend.close()
+
+
+def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
+    from otel_llm_cost.ledger.report import usage_report
+
+    with _reading_ledger(args) as backend:
         report = usage_report(args.since, args.until, by=args.by, ledger=backend)
         if args.format == "html":
             from otel_llm_cost.ledger.html import render_html
@@ -245,10 +262,6 @@ def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
             text = render_html(report, usage_report(args.since, args.until, by="day", ledger=backend))
         else:
             text = report.format(args.format, raw=args.raw)
-    except ReportError as error:
-        raise _report_error(error) from None
-    finally:
-        backend.close()
     if args.output:
         try:
             Path(args.output).write_text(text if text.endswith("\n") else text + "\n", "utf-8")
@@ -261,20 +274,11 @@ def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, book: PriceBook) -> int:
-    from otel_llm_cost.ledger.report import ReportError, export_rows, format_rows, parse_range
+    from otel_llm_cost.ledger.report import export_rows, format_rows
 
-    try:
-        parse_range(args.since, args.until)
-    except ReportError as error:
-        raise _report_error(error) from None
-    backend = _open_ledger(_ledger_url(args))
-    try:
+    with _reading_ledger(args) as backend:
         for line in format_rows(export_rows(args.since, args.until, ledger=backend), args.format, raw=args.raw):
             sys.stdout.write(line)
-    except ReportError as error:
-        raise _report_error(error) from None
-    finally:
-        backend.close()
     return 0
 
 
@@ -290,7 +294,6 @@ def _cmd_ledger_replay(args: argparse.Namespace, book: PriceBook) -> int:
         if not waiting:
             print(f"nothing to replay: no spool files for {redacted(url)} in {ledger.spool.directory}")
             return 0
-        ledger.flush(timeout=0)
         ledger.replay_now()
         left = ledger.spool.files()
     finally:
@@ -338,16 +341,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="table for people, json or csv (RFC 4180) for programs, html for one self-contained "
                              "page with a chart (default: table)")
     report.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
-    report.add_argument("--raw", action="store_true", help="csv: do not prefix cells that a spreadsheet would "
-                        "run as a formula (=, +, -, @) with '")
     report.set_defaults(handler=_cmd_report)
 
     export = commands.add_parser("export", help="the usage ledger's rows, one per call")
     _ledger_arguments(export)
     export.add_argument("--format", default="jsonl", choices=("jsonl", "csv"),
                         help="jsonl: one JSON object per row; csv: RFC 4180 (default: jsonl)")
-    export.add_argument("--raw", action="store_true", help="csv: do not prefix cells that a spreadsheet would "
-                        "run as a formula (=, +, -, @) with '")
     export.set_defaults(handler=_cmd_export)
 
     ledger = commands.add_parser("ledger", help="look after the usage ledger")

@@ -407,3 +407,27 @@ class DownLedgerBackend:
 
     def close(self) -> None:
         pass
+
+
+def empty_ledger(url: str) -> None:
+    """Delete every row of the shared PostgreSQL ledger (each SQLite test has a file of its own)."""
+    from otel_llm_cost.ledger import open_backend
+
+    backend = open_backend(url)
+    connection = backend._connection()
+    connection.execute("DELETE FROM llm_calls")
+    connection.commit()
+    backend.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger_url(request, tmp_path) -> Iterator[str]:
+    """An empty ledger on each backend: a SQLite file of the test's own, or the session's PostgreSQL
+    database emptied before and after the test, so no test sees another's rows."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'usage.db'}"
+        return
+    url = request.getfixturevalue("postgres_url")
+    empty_ledger(url)
+    yield url
+    empty_ledger(url)

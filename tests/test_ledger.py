@@ -41,18 +41,10 @@ def _row(**overrides) -> Row:
     return Row(**values)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'usage.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    backend = open_backend(url)
+@pytest.fixture
+def backend(ledger_url):
+    backend = open_backend(ledger_url)
     yield backend
-    if request.param == "postgres":
-        connection = backend._connection()
-        connection.execute("DELETE FROM llm_calls")
-        connection.commit()
     backend.close()
 
 

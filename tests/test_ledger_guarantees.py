@@ -19,13 +19,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 import otel_llm_cost as llm_cost
 from otel_llm_cost.ledger import Ledger, open_backend, storable
 from otel_llm_cost.ledger.report import usage_report
-from conftest import DownLedgerBackend, PostgresServer
+from conftest import DownLedgerBackend, PostgresServer, empty_ledger
 
 D = Decimal
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +209,7 @@ def test_rows_of_a_database_down_at_exit_are_spooled_and_written_by_the_next_pro
         assert len(files) == 1 and len(files[0].read_text().splitlines()) == 150
         lines = [line for line in log.splitlines() if "otel-llm-cost" in line]
         assert sum("usage ledger unreachable" in line for line in lines) == 1
-        assert any(f"still unreachable at exit after 1." in line and f"150 rows spooled to {files[0]}" in line
+        assert any("still unreachable at exit after 1." in line and f"150 rows spooled to {files[0]}" in line
                    and "otel-llm-cost ledger replay" in line for line in lines), lines
         assert not any("kept in memory" in line and "exit" in line for line in lines)
 
@@ -326,7 +325,7 @@ def _close(*socks: socket.socket) -> None:
 def test_a_lost_commit_reply_is_written_once_and_never_loops(postgres_url, caplog):
     port = int(postgres_url.rsplit(":", 1)[1].split("/")[0])
     proxy = CommitReplyDropper(port)
-    _empty(postgres_url)
+    empty_ledger(postgres_url)
     ledger = Ledger(open_backend(postgres_url.replace(f":{port}/", f":{proxy.port}/")), batch_size=60, interval=0.05)
     proxy.armed = True  # the ledger is open (its migration committed): the next COMMIT's reply is lost
     try:
@@ -346,14 +345,6 @@ def test_a_lost_commit_reply_is_written_once_and_never_loops(postgres_url, caplo
     assert not any("duplicate key" in m for m in messages) and ledger.dropped == 0
 
 
-def _empty(url: str) -> None:
-    backend = open_backend(url)
-    connection = backend._connection()
-    connection.execute("DELETE FROM llm_calls")
-    connection.commit()
-    backend.close()
-
-
 def _call(cost: Decimal | None = GPT_4O_CALL, input_tokens: int = 1_000, **fields):
     """What the processor hands the ledger for one counted call: the record and its span."""
     record = type("Record", (), {"usage": llm_cost.Usage(input_tokens, 100), "provider": "openai",
@@ -365,15 +356,6 @@ def _call(cost: Decimal | None = GPT_4O_CALL, input_tokens: int = 1_000, **field
 
 
 # --- values no database can hold ---
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def ledger_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'usage.db'}"
-    url = request.getfixturevalue("postgres_url")
-    _empty(url)
-    return url
-
 
 def test_a_nul_or_a_lone_surrogate_is_stored_escaped_and_blocks_nothing(ledger_url, caplog):
     undecodable = os.fsdecode(b"caf\xe9")  # 'caf\udce9'
