@@ -51,7 +51,7 @@ class Job:
         self.run_id = uuid.uuid4().hex
         self._progress_mode = progress
         self._budget_usd = budget_usd
-        self._budget_name: str | None = None
+        self._budget_slot: str | None = None
         self._lock = threading.Lock()
         self._totals: Any = None
         self._span: Any = None
@@ -111,7 +111,7 @@ class Job:
 
             budget = Budget.create(self._budget_usd, name=f"job {self.name}", scope="job", key=self.run_id,
                                    where=f"track({self.name!r}, budget_usd=...)")
-            self._budget_name = budget_slot(budget)  # this run's own: another run of the same name has its own
+            self._budget_slot = budget_slot(budget)  # this run's own: another run of the same name has its own
             _api._runtime("track").guard.set(budget)
         self._bar = _Progress.open(self, self._progress_mode)
         return self
@@ -120,12 +120,12 @@ class Job:
                  tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.close()
-        if self._budget_name is not None:
+        if self._budget_slot is not None:
             from otel_llm_cost import _setup
 
             rt = _setup.runtime(create=False)
             if rt is not None:
-                rt.guard.remove(self._budget_name)
+                rt.guard.remove(self._budget_slot)
         self._session.__exit__(exc_type, exc, tb)
         otel_context.detach(self._token)
         self._span.set_attributes({"llm_cost.job.succeeded": self.succeeded, "llm_cost.job.failed": self.failed})
