@@ -81,7 +81,7 @@ def test_a_local_model_has_no_price_until_the_user_says_it_is_free(ollama_client
         ollama_client.chat(model="llama3.2", messages=MESSAGES)
         assert cost_of(our_spans(span_exporter)[-1]) == 0
     finally:
-        default_price_book()._custom.clear()
+        default_price_book().clear_custom()
 
 
 @pytest.mark.parametrize("method", ["chat", "generate"])
@@ -129,4 +129,4 @@ def test_num_predict_is_the_reservation_bound(ollama_client, guard):
         ollama_client.chat(model="llama3.2", messages=MESSAGES, options={"num_predict": 10})
         assert guard.status("b").spent == Decimal(300) / 10**6 + Decimal(10 * 2) / 10**6
     finally:
-        default_price_book()._custom.clear()
+        default_price_book().clear_custom()

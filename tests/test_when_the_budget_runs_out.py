@@ -28,6 +28,7 @@ from google.genai import types as genai_types
 from mistralai.client import Mistral
 
 import otel_llm_cost as llm_cost
+from otel_llm_cost.pricing import default_price_book
 from otel_llm_cost.budget import Budget
 from otel_llm_cost.budget.guard import BudgetGuard
 from otel_llm_cost.budget.stores import MemoryStore
@@ -52,6 +53,7 @@ def guarded(instrumented):
     llm_cost.set_pricing("llama-3.3-70b-versatile", 0.59, 0.79)
     yield guard
     _state.set_budget_hook(None)
+    default_price_book().clear_custom()
 
 
 def _clients(fake) -> dict[str, Any]:

@@ -101,15 +101,24 @@ Canned = Callable[[Any, Any], Any]
 """Builds the transport's response object from a `Wire` answer and the request being sent."""
 
 
+def _is_lookup(request: Any) -> bool:
+    """A GET or HEAD is never a generation, whatever the SDK sends it for inside a call (huggingface_hub
+    looks up a model's providers on the Hub first): not an attempt to charge, nor one to answer."""
+    return getattr(request, "method", None) in ("GET", "HEAD")
+
+
 def _recording(never_sent: Callable[[BaseException], bool], prepare: Prepare, is_async: bool,
                canned: Canned) -> Callable[..., Any]:
     """A wrapt wrapper for one transport's send: an `Attempt` per send while a call is watched, and the
     canned answer of a refused call instead of the network."""
 
     def sync_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        request = args[0] if args else kwargs.get("request")
+        if _is_lookup(request):
+            return wrapped(*args, **kwargs)
         answer = _canned.get()
         if answer is not None:
-            return canned(answer, args[0] if args else kwargs.get("request"))
+            return canned(answer, request)
         attempt = _begin()
         if attempt is None:
             return wrapped(*args, **kwargs)
@@ -124,9 +133,12 @@ def _recording(never_sent: Callable[[BaseException], bool], prepare: Prepare, is
 
     async def async_send(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Any:
+        request = args[0] if args else kwargs.get("request")
+        if _is_lookup(request):
+            return await wrapped(*args, **kwargs)
         answer = _canned.get()
         if answer is not None:
-            return canned(answer, args[0] if args else kwargs.get("request"))
+            return canned(answer, request)
         attempt = _begin()
         if attempt is None:
             return await wrapped(*args, **kwargs)

@@ -289,8 +289,9 @@ class LLMCall:
         try:
             if outcome.usage is None and self.request.units is not None:
                 outcome = replace(outcome, usage=self.request.units)
-            elif outcome.usage is None and outcome.estimate_unreported:
-                outcome = replace(outcome, usage=estimated_usage(self.request, 0), estimated=True)
+            elif outcome.estimate_unreported:
+                output = outcome.usage.output_tokens if outcome.usage is not None else 0
+                outcome = replace(outcome, usage=estimated_usage(self.request, output), estimated=True)
             outcome = self._billed(outcome, self._unanswered(answered=True))
             self._record(outcome)
             self._publish(outcome, "ok")

@@ -26,8 +26,9 @@ class Outcome:
     provider_cost: Decimal | None = None
     """The cost the response itself reports (OpenRouter's `usage.cost`): it wins over our own price."""
     estimate_unreported: bool = False
-    """The API reports no usage for this operation (Gemini API embeddings): estimate the input from the
-    request, marked estimated, rather than leave a billed call unpriced."""
+    """The API reports no input count for this operation (Gemini API embeddings, Hugging Face's text
+    generation): estimate the input from the request, keep any output count read, and mark it
+    estimated, rather than leave a billed call unpriced."""
     fallback_cost: Decimal | None = None
     fallback_source: str = ""
     """A cost computed by someone else's price table (LiteLLM's): used only when we know no price."""

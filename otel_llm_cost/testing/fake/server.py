@@ -19,6 +19,7 @@ from otel_llm_cost.testing.fake.cohere import CohereWire
 from otel_llm_cost.testing.fake.gemini import GeminiWire
 from otel_llm_cost.testing.fake.ollama import OllamaWire
 from otel_llm_cost.testing.fake.openai import OpenAIWire
+from otel_llm_cost.testing.fake.tgi import TGIWire
 from otel_llm_cost.testing.fake.voyage import VoyageWire
 
 __all__ = ["FakeProvider", "serve", "add_arguments", "main"]
@@ -133,6 +134,20 @@ class FakeProvider:
             self._state.downloads[f"{base}/results"] = (
                 b"".join(json.dumps(line).encode() + b"\n" for line in lines), "application/binary")
 
+    def add_hub_model(self, model_id: str, pipeline_tag: str, tags: tuple[str, ...] = (),
+                      providers: dict[str, str] | None = None) -> None:
+        """The Hugging Face Hub's `/api/models/{id}`, which huggingface_hub reads before its first call of
+        a model (point `huggingface_hub.constants.ENDPOINT` here): its task, and `providers` (name ->
+        the provider's own model id) as the `inferenceProviderMapping` the SDK routes by."""
+        info: dict[str, Any] = {"id": model_id, "modelId": model_id, "pipeline_tag": pipeline_tag,
+                                "tags": [pipeline_tag, *tags], "private": False, "downloads": 0, "likes": 0}
+        if providers:
+            task = "conversational" if pipeline_tag == "text-generation" else pipeline_tag
+            info["inferenceProviderMapping"] = {name: {"status": "live", "providerId": served, "task": task}
+                                                for name, served in providers.items()}
+        with self._state.lock:
+            self._state.downloads[f"/api/models/{model_id}"] = (json.dumps(info).encode(), "application/json")
+
     def reject_stream_options(self, reject: bool = True) -> None:
         """Answer 400 to any request carrying `stream_options`, as older Azure API versions and some
         OpenAI-compatible servers do."""
@@ -170,7 +185,7 @@ class _QuietServer(ThreadingHTTPServer):
         """A client that disconnects mid-response is normal here, not an error to print."""
 
 
-class _Handler(OpenAIWire, AnthropicWire, GeminiWire, BedrockWire, CohereWire, OllamaWire, VoyageWire):
+class _Handler(OpenAIWire, AnthropicWire, GeminiWire, BedrockWire, CohereWire, OllamaWire, VoyageWire, TGIWire):
     """Every wire format, routed by path."""
 
     # --- routing ---
@@ -221,6 +236,11 @@ class _Handler(OpenAIWire, AnthropicWire, GeminiWire, BedrockWire, CohereWire, O
         gemini = re.match(r".*/models/([^/:]+):(generateContent|streamGenerateContent)$", path)
         if gemini:
             return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
+        tgi = re.match(r".*/hf-inference/models/(.+?)(/pipeline/feature-extraction)?$", path)
+        if tgi:
+            if tgi.group(2):
+                return self._tgi_features(body)
+            return self._tgi_generate(unquote(tgi.group(1)), body, fault)
         bedrock = re.match(r"^/model/(.+)/(converse|converse-stream|invoke|invoke-with-response-stream)$", path)
         if bedrock:
             model_id, operation = _bedrock_model(unquote(bedrock.group(1))), bedrock.group(2)
