@@ -110,3 +110,25 @@ def test_bedrock_converse_prices_regional_profiles_the_same_way(instrumented, fa
     client.converse(modelId=model, messages=[{"role": "user", "content": [{"text": "Hi"}]}],
                     inferenceConfig={"maxTokens": 1_000})
     assert cost_of(only_span(span_exporter)) == expected
+
+
+def test_anthropic_foundry_is_azure_and_priced_at_azures_claude_rates(instrumented, fake, span_exporter):
+    """Claude in Microsoft Foundry: `https://{resource}.services.ai.azure.com/anthropic/`; Azure lists
+    Sonnet 4.5 at $3 / $15 (genai-prices' `azure` entry), sync, async and streamed."""
+    model = "claude-sonnet-4-5"
+    fake.set_model(model, input_tokens=10_000, output_tokens=1_000)
+    client = anthropic.AnthropicFoundry(base_url=f"{fake.url}/anthropic", api_key="foundry-key", max_retries=0)
+    client.messages.create(model=model, max_tokens=1_000, messages=MESSAGES)
+    with client.messages.stream(model=model, max_tokens=1_000, messages=MESSAGES) as stream:
+        assert stream.get_final_message().usage.output_tokens == 1_000
+
+    async def main() -> None:
+        await anthropic.AsyncAnthropicFoundry(base_url=f"{fake.url}/anthropic", api_key="foundry-key",
+                                              max_retries=0).messages.create(model=model, max_tokens=1_000,
+                                                                             messages=MESSAGES)
+
+    asyncio.run(main())
+    spans = our_spans(span_exporter)
+    assert fake.request_count("/anthropic/v1/messages") == 3
+    assert [s.attributes["gen_ai.provider.name"] for s in spans] == ["azure.ai.inference"] * 3
+    assert [cost_of(s) for s in spans] == [SONNET_45_GLOBAL] * 3

@@ -24,6 +24,7 @@ INSTRUMENTORS: dict[str, str] = {
     "cerebras.cloud.sdk": "otel_llm_cost.instrumentation.cerebras:CerebrasInstrumentor",
     "fireworks": "otel_llm_cost.instrumentation.fireworks:FireworksInstrumentor",
     "voyageai": "otel_llm_cost.instrumentation.voyageai:VoyageAIInstrumentor",
+    "azure.ai.inference": "otel_llm_cost.instrumentation.azure_ai_inference:AzureAIInferenceInstrumentor",
 }
 
 

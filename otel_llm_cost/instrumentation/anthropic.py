@@ -4,7 +4,8 @@ Knows the Anthropic SDK's shapes and nothing else. Stream usage: `message_start`
 and cache counts; `message_delta` usage is cumulative, so it REPLACES what it repeats, never adds.
 The client says where Claude runs: `AnthropicBedrock` (and its Mantle variant) bills at Bedrock's
 rates, `AnthropicVertex` at Vertex AI's, with the regional-endpoint premium unless its region is
-`global`.
+`global`, and `AnthropicFoundry` (Claude in Microsoft Foundry) is `azure.ai.inference`, at the rates
+Azure lists for Claude.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _logger = logging.getLogger(__name__)
 
 
 def _where(instance: Any) -> tuple[Route, bool]:
-    """The provider the client's class names (`anthropic` itself, Bedrock or Vertex), the server it
+    """The provider the client's class names (`anthropic` itself, Bedrock, Vertex or Foundry), the server it
     sends to, and whether that is a regional Vertex endpoint."""
     client = getattr(instance, "_client", None)
     return _where_of(type(client).__name__, str(getattr(client, "base_url", "")), str(getattr(client, "region", "")))
@@ -60,6 +61,8 @@ def _where_of(client_class: str, base_url: str, region: str) -> tuple[Route, boo
         return Route("aws.bedrock", server.host, server.port), False
     if "Vertex" in client_class:
         return Route("gcp.vertex_ai", server.host, server.port), region not in ("", "global")
+    if "Foundry" in client_class:
+        return Route("azure.ai.inference", server.host, server.port), False
     return Route("anthropic", server.host, server.port), False
 
 
