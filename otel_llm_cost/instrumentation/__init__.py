@@ -24,6 +24,8 @@ INSTRUMENTORS: dict[str, str] = {
     "cerebras.cloud.sdk": "otel_llm_cost.instrumentation.cerebras:CerebrasInstrumentor",
     "fireworks": "otel_llm_cost.instrumentation.fireworks:FireworksInstrumentor",
     "voyageai": "otel_llm_cost.instrumentation.voyageai:VoyageAIInstrumentor",
+    "google.ai.generativelanguage": "otel_llm_cost.instrumentation.google_generativeai:GoogleGenerativeAIInstrumentor",
+    "vertexai": "otel_llm_cost.instrumentation.vertexai:VertexAIInstrumentor",
     "azure.ai.inference": "otel_llm_cost.instrumentation.azure_ai_inference:AzureAIInferenceInstrumentor",
 }
 

@@ -11,6 +11,7 @@ candidates; cached content is a subset of the prompt (see `usage_from_gemini`).
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
@@ -27,7 +28,7 @@ def _provider(instance: Any) -> str:
     return "gcp.vertex_ai" if getattr(client, "vertexai", False) is True else "gcp.gemini"
 
 
-def _model_name(model: Any) -> str | None:
+def model_name(model: Any) -> str | None:
     """`gemini-2.5-flash` from `models/...` or `publishers/google/models/...`; tuned models stay as given."""
     if not isinstance(model, str) or not model:
         return None
@@ -43,10 +44,13 @@ def _config(config: Any, snake: str, camel: str) -> Any:
 
 
 def _enum_text(value: Any) -> str | None:
-    """The SDK's enums (`FinishReason.STOP`, `ServiceTier.FLEX`) as the wire string, lower-cased."""
+    """The SDK's enums (`FinishReason.STOP`, `ServiceTier.FLEX`) as the wire string, lower-cased; also
+    the gapic clients' proto-plus enums, whose values are numbers (`_gemini_gapic`)."""
     if isinstance(value, enum.Enum):
-        value = value.value
-    return value.lower() if isinstance(value, str) and value else None
+        value = value.value if isinstance(value.value, str) else value.name
+    if not isinstance(value, str) or not value or value.endswith("_UNSPECIFIED"):  # proto-plus' unset default
+        return None
+    return value.lower()
 
 
 def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
@@ -55,7 +59,7 @@ def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
         operation="chat",
         provider=_provider(instance),
         api="gemini.generate_content",
-        model=_model_name(kwargs.get("model")),
+        model=model_name(kwargs.get("model")),
         kwargs=kwargs,
         max_tokens=given_int(_config(config, "max_output_tokens", "maxOutputTokens")),
         service_tier=_enum_text(_config(config, "service_tier", "serviceTier")),
@@ -65,20 +69,20 @@ def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     )
 
 
-def _finish_reasons(response: Any) -> tuple[str, ...]:
+def finish_reasons(response: Any) -> tuple[str, ...]:
     candidates = field(response, "candidates")
-    if type(candidates) is not list:
+    if not isinstance(candidates, Sequence) or isinstance(candidates, str):  # a list, or proto-plus' repeated
         return ()
     return tuple(r for c in candidates if (r := _enum_text(field(c, "finish_reason"))) is not None)
 
 
-def _read_response(response: Any) -> Outcome:
+def read_response(response: Any) -> Outcome:
     usage = field(response, "usage_metadata")
     return Outcome(
         usage=usage_from_gemini(usage) if usage is not None else None,
-        response_model=_model_name(text(response, "model_version")),
+        response_model=model_name(text(response, "model_version")),
         response_id=text(response, "response_id"),
-        finish_reasons=_finish_reasons(response),
+        finish_reasons=finish_reasons(response),
         service_tier=_enum_text(field(usage, "service_tier")) or _TRAFFIC_TIERS.get(
             _enum_text(field(usage, "traffic_type")) or ""),
     )
@@ -102,10 +106,10 @@ def _answer(request: Request, refusal: str) -> Answer:
     return Direct((chunk for chunk in (response,)) if request.stream else response)
 
 
-GENERATE_CONTENT = Endpoint(_read_request, _read_response, answer_refusal=_answer)
+GENERATE_CONTENT = Endpoint(_read_request, read_response, answer_refusal=_answer)
 # Every chunk repeats `usage_metadata`, cumulatively; a candidate's finish reason ends the call.
-_CONTENT_STREAM = UsageChunks(_read_response, lambda chunk: field(chunk, "usage_metadata") is not None, _finish_reasons)
-GENERATE_CONTENT_STREAM = Endpoint(streaming(_read_request), _read_response, _CONTENT_STREAM, answer_refusal=_answer)
+_CONTENT_STREAM = UsageChunks(read_response, lambda chunk: field(chunk, "usage_metadata") is not None, finish_reasons)
+GENERATE_CONTENT_STREAM = Endpoint(streaming(_read_request), read_response, _CONTENT_STREAM, answer_refusal=_answer)
 
 def _read_embed_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     request = _read_request(instance, args, kwargs)

@@ -1,7 +1,8 @@
-"""The Gemini API (and Vertex AI): generateContent and its SSE stream, and embeddings."""
+"""The Gemini API (and Vertex AI): generateContent and its stream (SSE with `alt=sse`, else a JSON array)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -49,7 +50,14 @@ class GeminiWire(Wire):
                 yield None, {"candidates": [candidate(piece, "STOP" if last else None)],
                              "usageMetadata": usage if last else partial, "modelVersion": model}
 
-        self._send_sse(events(), fault)
+        if "alt=sse" in self.path:
+            return self._send_sse(events(), fault)
+        # without `alt=sse` the API streams one JSON array, an element at a time (the gapic REST transports
+        # of google-generativeai and the Vertex AI SDK read it so)
+        items = list(events())
+        frames = (("[" if i == 0 else ",").encode() + json.dumps(data).encode() + (b"]" if i == len(items) - 1 else b"")
+                  for i, (_, data) in enumerate(items))
+        self._send_chunked(frames, fault, "application/json")
 
 
 def _gemini_function_to_call(body: dict[str, Any]) -> str | None:

@@ -34,6 +34,7 @@ class FakeProvider:
         self._server = _QuietServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._grpc: Any = None
 
     # --- lifecycle ---
     def start(self) -> FakeProvider:
@@ -44,6 +45,8 @@ class FakeProvider:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if self._grpc is not None:
+            self._grpc.stop()
 
     def __enter__(self) -> FakeProvider:
         return self.start()
@@ -72,6 +75,16 @@ class FakeProvider:
     @property
     def bedrock_url(self) -> str:
         return self.url
+
+    @property
+    def grpc_address(self) -> str:
+        """`127.0.0.1:port` of the gRPC APIs (xAI, Gemini and Vertex AI over gRPC; see `fake.grpc`),
+        started on first use: plaintext, for an insecure channel."""
+        if self._grpc is None:
+            from otel_llm_cost.testing.fake.grpc import GrpcFake
+
+            self._grpc = GrpcFake(self._state)
+        return f"127.0.0.1:{self._grpc.port}"
 
     # --- behaviour ---
     def set_model(self, model: str, **behaviour: Any) -> ModelBehaviour:
