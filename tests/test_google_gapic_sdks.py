@@ -31,8 +31,7 @@ with warnings.catch_warnings():  # Google ended google-generativeai's support an
     from vertexai.generative_models import GenerativeModel as VertexModel  # noqa: E402
 
 # Google says on each use that these SDKs are deprecated; apps still run them
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore:This feature is deprecated:UserWarning")]
+pytestmark = pytest.mark.filterwarnings("ignore:This feature is deprecated:UserWarning")
 
 MODEL = "gemini-2.0-flash"
 PER_CALL = 1_000 * Decimal("0.10") / 10**6 + 100 * Decimal("0.40") / 10**6
