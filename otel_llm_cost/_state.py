@@ -7,6 +7,7 @@ instance, whatever order they load in.
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from otel_llm_cost.config import Settings
@@ -34,6 +35,10 @@ class BudgetHook(Protocol):
     def settle(self, call: Call, cost: Cost | None, failed: bool) -> None:
         """Replace the reservation by the actual cost (or release it when the call failed)."""
 
+    def headroom(self, session: Any) -> Decimal | None:
+        """The most the current session may still spend (the least any applicable budget has left), or
+        None when no budget applies: for SDKs that take a spending cap of their own."""
+
 
 class NoBudget:
     """No budget configured: nothing to reserve or settle."""
@@ -42,6 +47,9 @@ class NoBudget:
         return None
 
     def settle(self, call: Call, cost: Cost | None, failed: bool) -> None:
+        return None
+
+    def headroom(self, session: Any) -> Decimal | None:
         return None
 
 

@@ -88,6 +88,14 @@ class Hold:
 
     reservations: tuple[Reservation, ...]
     amount: Decimal
+    priced: bool = True
+    """False for a call whose worst case has no price: it holds a token amount, so that a spent budget
+    refuses it too and what it turns out to cost (a cost the provider reports) still counts."""
+
+
+_UNPRICED_HOLD = Decimal("1e-12")
+"""What a call whose worst case has no price holds: nothing to speak of, but not nothing, so that a
+budget with no room left refuses it."""
 
 
 class BudgetGuard:
@@ -146,13 +154,13 @@ class BudgetGuard:
         request = call.request
         names = ",".join(b.name for b, _ in applicable)
         amount = self._worst_cost(request, request.model)
+        priced = amount is not None
         if amount is None:
             self.unpriced_calls += 1
             warn_once(_logger, ("unpriced-budget", request.model),
                       "otel-llm-cost: no price for model %r; budgets %s are best-effort for it "
                       "(set one with set_pricing)", request.model, names)
-            call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: "allowed"})
-            return
+            amount = _UNPRICED_HOLD
         now = self.clock()
         result = self._claim(applicable, amount, now)
         if isinstance(result, Refusal):
@@ -161,9 +169,9 @@ class BudgetGuard:
                 return
             self.blocked[result.claim.budget] += 1
             raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO, result.spent + result.reserved,
-                                      amount, key=result.claim.key or None, window=refusing.window,
+                                      amount if priced else ZERO, key=result.claim.key or None, window=refusing.window,
                                       policy="respond" if refusing.on_exceed == "respond" else "raise")
-        call.reservation = Hold(tuple(result), amount)
+        call.reservation = Hold(tuple(result), amount, priced)
         outcome = "warned" if self._warned(applicable, now) else "allowed"
         call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: outcome})
 
@@ -245,8 +253,10 @@ class BudgetGuard:
             actual = cost.total
         elif failed:
             actual = ZERO  # nothing billed for a call that failed before a response
-        else:
+        elif hold.priced:
             actual = hold.amount  # billed, price unknown: keep the estimate, the conservative choice
+        else:
+            actual = ZERO  # no price before or after: nothing to count
         self.store.settle(hold.reservations, actual)
         if self.thresholds.active and actual:
             self._crossings(call, hold)
@@ -269,6 +279,23 @@ class BudgetGuard:
             key = budget_key(budget, session)
             if key is not None:
                 self.store.add(budget.name, key, window_id(budget.window, now), cost)
+
+    def headroom(self, session: SessionContext | None) -> Decimal | None:
+        """What the tightest applicable budget has left (limit - spent - reserved, never below 0), read
+        from the store: the cap handed to an SDK that enforces one itself (claude-agent-sdk)."""
+        budgets = self._budgets
+        if not budgets:
+            return None
+        window_now = self.clock()
+        left = None
+        for budget in budgets.values():
+            key = budget_key(budget, session)
+            if key is None:
+                continue
+            spent, reserved = self.store.usage(budget.name, key, window_id(budget.window, window_now))
+            remaining = max(ZERO, budget.limit - spent - reserved)
+            left = remaining if left is None else min(left, remaining)
+        return left
 
     # --- reading ---
     def status(self, name: str | None = None, key: str | None = None) -> BudgetStatus | None:

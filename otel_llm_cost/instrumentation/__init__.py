@@ -26,6 +26,7 @@ INSTRUMENTORS: dict[str, str] = {
     "voyageai": "otel_llm_cost.instrumentation.voyageai:VoyageAIInstrumentor",
     "google.ai.generativelanguage": "otel_llm_cost.instrumentation.google_generativeai:GoogleGenerativeAIInstrumentor",
     "vertexai": "otel_llm_cost.instrumentation.vertexai:VertexAIInstrumentor",
+    "claude_agent_sdk": "otel_llm_cost.instrumentation.claude_agent_sdk:ClaudeAgentSDKInstrumentor",
     "xai_sdk": "otel_llm_cost.instrumentation.xai:XAIInstrumentor",
     "azure.ai.inference": "otel_llm_cost.instrumentation.azure_ai_inference:AzureAIInferenceInstrumentor",
 }
