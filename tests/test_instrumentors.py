@@ -39,7 +39,7 @@ def test_each_instrumentor_has_its_own_entry_point_for_opentelemetry_instrument(
     assert set(ours) == {"llm_cost_openai", "llm_cost_anthropic", "llm_cost_google_genai", "llm_cost_bedrock",
                          "llm_cost_mistral", "llm_cost_cohere", "llm_cost_groq", "llm_cost_ollama",
                          "llm_cost_litellm", "llm_cost_huggingface", "llm_cost_together", "llm_cost_cerebras",
-                         "llm_cost_fireworks", "llm_cost_voyageai", "llm_cost_azure_ai_inference", "llm_cost_google_generativeai", "llm_cost_vertexai", "llm_cost_xai", "llm_cost_claude_agent_sdk"}
+                         "llm_cost_fireworks", "llm_cost_voyageai", "llm_cost_azure_ai_inference", "llm_cost_google_generativeai", "llm_cost_vertexai", "llm_cost_xai", "llm_cost_claude_agent_sdk", "llm_cost_replicate"}
 
 
 def test_instrumenting_imports_no_sdk():

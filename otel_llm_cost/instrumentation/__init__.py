@@ -27,6 +27,7 @@ INSTRUMENTORS: dict[str, str] = {
     "google.ai.generativelanguage": "otel_llm_cost.instrumentation.google_generativeai:GoogleGenerativeAIInstrumentor",
     "vertexai": "otel_llm_cost.instrumentation.vertexai:VertexAIInstrumentor",
     "claude_agent_sdk": "otel_llm_cost.instrumentation.claude_agent_sdk:ClaudeAgentSDKInstrumentor",
+    "replicate": "otel_llm_cost.instrumentation.replicate:ReplicateInstrumentor",
     "xai_sdk": "otel_llm_cost.instrumentation.xai:XAIInstrumentor",
     "azure.ai.inference": "otel_llm_cost.instrumentation.azure_ai_inference:AzureAIInferenceInstrumentor",
 }

@@ -206,6 +206,11 @@ class Endpoint:
     (OpenAI-compatible servers that refuse `stream_options`): it then changes `request.kwargs` and
     returns True, and the call is sent once more, so the app gets what it would get uninstrumented."""
 
+    until_done: Callable[[Any, Any], Any] | None = None
+    """For an API whose response can still be running (a Replicate prediction): given the response and
+    the call, returns what the app gets instead, which ends the call itself once it sees the work end;
+    None when the response is already final (it is then read at once)."""
+
     def is_stream(self, request: Request, result: Any) -> bool:
         return self.new_accumulator is not None and request.stream
 
@@ -574,6 +579,10 @@ def _complete(call: LLMCall, endpoint: Endpoint, result: Any, parsed: Any = None
         raw = parsed is not None or is_raw_response(result, stream)
         if raw and parsed is None:
             parsed = parsed_raw_response(result)
+        if endpoint.until_done is not None:
+            pending = endpoint.until_done(result, call)
+            if pending is not None:
+                return pending
         if stream:
             assert endpoint.new_accumulator is not None
             accumulator = endpoint.new_accumulator(call.request)

@@ -19,6 +19,7 @@ from otel_llm_cost.testing.fake.cohere import CohereWire
 from otel_llm_cost.testing.fake.gemini import GeminiWire
 from otel_llm_cost.testing.fake.ollama import OllamaWire
 from otel_llm_cost.testing.fake.openai import OpenAIWire
+from otel_llm_cost.testing.fake.replicate import _CREATE as _REPLICATE_CREATE, ReplicateWire
 from otel_llm_cost.testing.fake.tgi import TGIWire
 from otel_llm_cost.testing.fake.voyage import VoyageWire
 
@@ -198,7 +199,8 @@ class _QuietServer(ThreadingHTTPServer):
         """A client that disconnects mid-response is normal here, not an error to print."""
 
 
-class _Handler(OpenAIWire, AnthropicWire, GeminiWire, BedrockWire, CohereWire, OllamaWire, VoyageWire, TGIWire):
+class _Handler(OpenAIWire, AnthropicWire, GeminiWire, BedrockWire, CohereWire, OllamaWire, VoyageWire, TGIWire,
+               ReplicateWire):
     """Every wire format, routed by path."""
 
     # --- routing ---
@@ -249,6 +251,9 @@ class _Handler(OpenAIWire, AnthropicWire, GeminiWire, BedrockWire, CohereWire, O
         gemini = re.match(r".*/models/([^/:]+):(generateContent|streamGenerateContent)$", path)
         if gemini:
             return self._gemini(unquote(gemini.group(1)), body, gemini.group(2) == "streamGenerateContent", fault)
+        replicate = _REPLICATE_CREATE.match(path)
+        if replicate:
+            return self._replicate_create(replicate, body)
         tgi = re.match(r".*/hf-inference/models/(.+?)(/pipeline/feature-extraction)?$", path)
         if tgi:
             if tgi.group(2):
