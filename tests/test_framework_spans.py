@@ -143,3 +143,35 @@ def test_pydantic_ai_instrumented_next_to_ours_counts_each_request_once(tracer_p
 
         uninstrument()
         _setup.reset_for_tests()
+
+
+def test_openllmetrys_langchain_instrumentation_next_to_ours_counts_each_request_once(tracer_provider, settings,
+                                                                                      fake, span_exporter):
+    """OpenLLMetry's LangChain instrumentation makes a `ChatOpenAI.chat` span with the call's model and
+    usage (and workflow/task spans around it), inside the same trace as ours: each is one call."""
+    pytest.importorskip("opentelemetry.instrumentation.langchain")
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_openai import ChatOpenAI
+    from opentelemetry.instrumentation.langchain import LangchainInstrumentor
+
+    _setup.reset_for_tests()
+    processor = llm_cost.configure(tracer_provider=tracer_provider)
+    instrumentor = LangchainInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        fake.set_model("gpt-4o", input_tokens=1_000, output_tokens=100)
+        chain = ChatOpenAI(model="gpt-4o", base_url=fake.openai_url, api_key="k", max_tokens=100,
+                           max_retries=0) | StrOutputParser()
+        assert [chain.invoke("Hi") for _ in range(2)] == ["Hello from the fake provider."] * 2
+        foreign = [s for s in span_exporter.get_finished_spans()
+                   if s.instrumentation_scope.name.startswith("opentelemetry.instrumentation.langchain")]
+        assert any("gen_ai.usage.input_tokens" in s.attributes for s in foreign)  # it did report the usage
+        summary = processor.totals.session(None)
+        assert (summary.calls, summary.cost) == (2, Decimal("0.007")) and len(our_spans(span_exporter)) == 2
+        assert processor.foreign_skipped >= 2 and fake.request_count("") == 2
+    finally:
+        instrumentor.uninstrument()
+        from otel_llm_cost.instrumentation import uninstrument
+
+        uninstrument()
+        _setup.reset_for_tests()
