@@ -2,20 +2,23 @@
 
     .venv-bench/bin/python benchmarks/bench_overhead.py [--rounds 7] [--calls 300] [--streams 60]
 
-Each mode runs in a fresh child process (a peer that patches for good cannot leak into the next mode),
-and the rounds interleave the modes so drift in the machine's speed hits them all alike. A child times
-the CPU of its calling thread per call (the fake provider runs in another process, so loopback
-scheduling noise does not drown a few tens of microseconds) and reports medians; a mode's overhead is
-its fastest batch median (of five, the workloads interleaved) minus the uninstrumented child's of the
-same round, and the figure is the median over rounds.
+Measured as a separate process cannot: inside one process, the instrumentation switched off and on in
+alternating batches, and the overhead is the median of the paired differences (on minus the adjacent
+off). Separate processes on a small shared machine differ by more than the effect. Each mode still runs
+in its own child process (a peer that patches for good cannot leak into the next mode), and the rounds
+interleave the modes. A batch is timed as the CPU of the whole process (background threads included:
+our budget settler, a peer's exporter) over its calls plus one metrics collection, so work deferred to
+collection is paid for; the fake provider runs in another process.
 
-Modes: ``uninstrumented``; ``bare span`` (one OTel span around the call, no attributes, no metrics);
-``floor`` (a span with the ~18 attributes our span carries, plus the same metric records ours makes,
-written naively: a dict per record, straight into the OTel SDK); ``otel-llm-cost`` (`configure()`,
-metrics on); and whichever peers are installed: the official ``opentelemetry-instrumentation-genai-openai``,
-OpenLLMetry's ``opentelemetry-instrumentation-openai`` and OpenLIT (`openlit.init()` on the same
-providers, its events off and its pricing file local). Every mode has the same tracer provider (a
-span processor that drops spans) and meter provider (an in-memory reader, collected outside the timing).
+Modes: ``bare span`` (one OTel span around the call, no attributes, no metrics); ``floor`` (a span
+with the ~18 attributes our span carries, plus the same metric records ours makes, written naively: a
+dict per record, straight into the OTel SDK); ``otel-llm-cost`` (`configure()`, metrics on); the same
+with a global and a per-session budget on the ``memory``, ``SQLite`` and ``Redis`` stores (their
+"off" is ours without budgets, so the ratio to ours is measured directly); and whichever peers are
+installed: the official ``opentelemetry-instrumentation-genai-openai``, OpenLLMetry's
+``opentelemetry-instrumentation-openai`` and OpenLIT (its events off and its pricing file local).
+Every mode has the same tracer provider (a span processor that drops spans) and meter provider (an
+in-memory reader).
 
 Workloads: a non-stream chat completion (1,000 tokens in, 100 out) and a 100-chunk stream. We ask the
 server for a stream's usage chunk when the app did not; what that one extra chunk costs the SDK to
@@ -43,7 +46,9 @@ from typing import Any
 
 warnings.filterwarnings("ignore")
 MESSAGES = [{"role": "user", "content": "Say hello."}]
-MODES = ("uninstrumented", "bare span", "floor", "otel-llm-cost", "official genai-openai", "OpenLLMetry", "OpenLIT")
+MODES = ("uninstrumented", "bare span", "floor", "otel-llm-cost", "budgets: memory", "budgets: SQLite",
+         "budgets: Redis", "official genai-openai", "OpenLLMetry", "OpenLIT")
+BUDGET_MODES = ("budgets: memory", "budgets: SQLite", "budgets: Redis")
 PEER_MODULES = {"official genai-openai": "opentelemetry.instrumentation.genai.openai",
                 "OpenLLMetry": "opentelemetry.instrumentation.openai", "OpenLIT": "openlit"}
 
@@ -131,61 +136,112 @@ class _Floor:
         return result
 
 
-def _instrument(mode: str, tracer_provider: Any, meter_provider: Any, client: Any) -> Callable[[Callable[[], Any]], Any]:
-    """Set `mode` up; return how to run one call in it."""
+class _Switch:
+    """A mode that can be switched off and on inside one process; `run(call)` makes one call."""
+
+    def __init__(self, run: Callable[[Callable[[], Any]], Any], on: Callable[[], None], off: Callable[[], None]):
+        self.run, self.on, self.off = run, on, off
+
+
+def _nothing() -> None:
+    return None
+
+
+def _plain(call: Callable[[], Any]) -> Any:
+    return call()
+
+
+def _switch(mode: str, tracer_provider: Any, meter_provider: Any, client: Any, store_url: str | None) -> _Switch:
+    """Set `mode` up, switched on; return how to switch it and run a call in it."""
     from opentelemetry.trace import SpanKind
 
-    plain: Callable[[Callable[[], Any]], Any] = lambda call: call()  # noqa: E731
-    if mode == "uninstrumented":
-        return plain
-    if mode == "bare span":
-        tracer = tracer_provider.get_tracer("bench")
+    if mode in ("uninstrumented", "bare span", "floor"):
+        if mode == "uninstrumented":
+            return _Switch(_plain, _nothing, _nothing)
+        if mode == "bare span":
+            tracer = tracer_provider.get_tracer("bench")
 
-        def spanned(call: Callable[[], Any]) -> Any:
-            with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT):
-                return call()
-
-        return spanned
-    if mode == "floor":
-        return _Floor(tracer_provider, meter_provider,
-                      floor_attributes(client.chat.completions.create(model="gpt-4o", messages=MESSAGES))).run
-    if mode == "otel-llm-cost":
+            def spanned(call: Callable[[], Any]) -> Any:
+                with tracer.start_as_current_span("chat gpt-4o", kind=SpanKind.CLIENT):
+                    return call()
+            way = spanned
+        else:
+            way = _Floor(tracer_provider, meter_provider,
+                         floor_attributes(client.chat.completions.create(model="gpt-4o", messages=MESSAGES))).run
+        state = {"on": True}
+        return _Switch(lambda call: way(call) if state["on"] else call(), lambda: state.update(on=True),
+                       lambda: state.update(on=False))
+    if mode == "otel-llm-cost" or mode in BUDGET_MODES:
         import otel_llm_cost
+        from otel_llm_cost.instrumentation.openai import OpenAIInstrumentor
 
-        otel_llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider)
-        return plain
+        otel_llm_cost.configure(tracer_provider=tracer_provider, meter_provider=meter_provider,
+                                budget_store=store_url or "memory")
+        if mode in BUDGET_MODES:  # off: ours without budgets; on: a global and a per-session budget
+            from otel_llm_cost import _setup
+
+            def budgets_on() -> None:
+                otel_llm_cost.set_budget(10_000_000, name="global")
+                otel_llm_cost.set_budget(10_000_000, scope="session", name="per-session")
+
+            def budgets_off() -> None:
+                _setup._runtime.guard.remove()
+
+            session = otel_llm_cost.session
+
+            def in_session(call: Callable[[], Any]) -> Any:
+                with session("bench-session", user_id="bench-user"):
+                    return call()
+
+            budgets_on()
+            return _Switch(in_session, budgets_on, budgets_off)
+        instrumentor = OpenAIInstrumentor()
+        return _Switch(_plain, lambda: instrumentor.instrument(tracer_provider=tracer_provider),
+                       instrumentor.uninstrument)
     if mode == "OpenLIT":
         import openlit
         from openlit._instrumentors import MODULE_NAME_MAP
+        from openlit.instrumentation.openai import OpenAIInstrumentor as OpenLITOpenAI
 
+        captured: dict[str, Any] = {}
+        original = OpenLITOpenAI.instrument
+
+        def capturing(self: Any, **kwargs: Any) -> Any:  # to switch it on again with what openlit.init gave
+            captured.update(kwargs)
+            return original(self, **kwargs)
+
+        OpenLITOpenAI.instrument = capturing  # type: ignore[method-assign]
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as prices:  # no network
             json.dump({"chat": {"gpt-4o": {"promptPrice": 0.0025, "completionPrice": 0.01}}}, prices)
         openlit.init(pricing_json=prices.name, disable_events=True,
                      disabled_instrumentors=[name for name in MODULE_NAME_MAP if name != "openai"])
-        return plain
+        peer = OpenLITOpenAI()
+        return _Switch(_plain, lambda: original(peer, **captured), peer.uninstrument)
     import importlib
 
-    importlib.import_module(PEER_MODULES[mode]).OpenAIInstrumentor().instrument(
-        tracer_provider=tracer_provider, meter_provider=meter_provider)
-    return plain
+    peer = importlib.import_module(PEER_MODULES[mode]).OpenAIInstrumentor()
+    peer.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    return _Switch(_plain, lambda: peer.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider),
+                   peer.uninstrument)
 
 
-def _time_calls(run: Callable[[Callable[[], Any]], Any], call: Callable[[], Any], n: int) -> float:
-    """Median CPU time of the calling thread per call, in µs."""
-    samples = []
+def _window(switch: _Switch, call: Callable[[], Any], n: int, reader: Any) -> float:
+    """CPU of the whole process per call over `n` calls and one metrics collection, in µs."""
+    gc.collect()
+    start = time.process_time_ns()
     for _ in range(n):
-        start = time.thread_time_ns()
-        run(call)
-        samples.append((time.thread_time_ns() - start) / 1000)
-    return statistics.median(samples)
+        switch.run(call)
+    reader.collect()
+    return (time.process_time_ns() - start) / 1000 / n
 
 
-def child(mode: str, url: str, calls: int, streams: int) -> dict[str, float]:
+def child(mode: str, url: str, calls: int, streams: int, store_url: str | None = None) -> dict[str, float]:
+    """{workload: median of (on - off) over paired batches} and {workload + " off": median off}."""
     import openai
 
     tracer_provider, meter_provider, reader = _providers()
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0)
-    run = _instrument(mode, tracer_provider, meter_provider, client)
+    switch = _switch(mode, tracer_provider, meter_provider, client, store_url)
     workloads: dict[str, tuple[Callable[[], Any], int]] = {
         "non-stream": (lambda: client.chat.completions.create(model="gpt-4o", messages=MESSAGES), calls),
         "stream": (lambda: sum(1 for _ in client.chat.completions.create(
@@ -194,17 +250,25 @@ def child(mode: str, url: str, calls: int, streams: int) -> dict[str, float]:
     if mode == "uninstrumented":
         workloads["stream asking usage"] = (lambda: sum(1 for _ in client.chat.completions.create(
             model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True})), streams)
-    samples: dict[str, list[float]] = {name: [] for name in workloads}
-    for name, (call, _) in workloads.items():
-        _time_calls(run, call, 10)  # warm-up
-    for _ in range(5):  # the workloads interleaved in batches, so drift within the child hits them alike
+    for call, _ in workloads.values():
+        for _ in range(10):  # warm-up, both ways
+            switch.run(call)
+    differences: dict[str, list[float]] = {name: [] for name in workloads}
+    offs: dict[str, list[float]] = {name: [] for name in workloads}
+    batches = 10
+    for index in range(batches):  # off and on alternate, and which goes first alternates too
         for name, (call, n) in workloads.items():
-            reader.collect()
-            gc.collect()
-            samples[name].append(_time_calls(run, call, max(1, n // 5)))
-    reader.collect()
-    # the fastest batch: on a shared machine noise only ever adds time, and a batch is a median already
-    return {name: min(values) for name, values in samples.items()}
+            size = max(1, n // batches)
+            timed = {}
+            for state in (("off", "on") if index % 2 == 0 else ("on", "off")):
+                (switch.off if state == "off" else switch.on)()
+                timed[state] = _window(switch, call, size, reader)
+            switch.on()
+            differences[name].append(timed["on"] - timed["off"])
+            offs[name].append(timed["off"])
+    result = {name: statistics.median(values) for name, values in differences.items()}
+    result.update({f"{name} off": statistics.median(values) for name, values in offs.items()})
+    return result
 
 
 # --- the parent: interleaved rounds of children ---
@@ -226,33 +290,47 @@ def fake_provider_process() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def _run_child(mode: str, url: str, calls: int, streams: int) -> dict[str, float]:
+def _run_child(mode: str, url: str, calls: int, streams: int, store_url: str | None) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENLIT"))} | {
         "PYTHONWARNINGS": "ignore", "OTEL_SDK_DISABLED": "false",
         "PYTHONHASHSEED": "0"}  # the same dict layouts in every child: less noise between processes
     argv = [sys.executable, __file__, "--child", mode, "--url", url, "--calls", str(calls), "--streams", str(streams)]
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    if store_url:
+        argv += ["--store", store_url]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"{mode}: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(rounds: int, calls: int, streams: int) -> dict[str, dict[str, float]]:
-    """{workload: {mode: median overhead over rounds, µs}}, with the uninstrumented medians themselves
-    under "uninstrumented" and the usage chunk's cost under "usage chunk"."""
-    modes = available_modes()
+def measure(rounds: int, calls: int, streams: int, stores: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """{workload: {mode: median overhead over rounds, µs}}, with the uninstrumented call itself under
+    "uninstrumented", the usage chunk's cost under "usage chunk", and for each budget mode its overhead
+    beyond ours under "<mode> beyond ours". `stores`: the budget modes' store URLs (a mode without one is
+    skipped)."""
+    stores = stores or {}
+    modes = [m for m in available_modes() if m not in BUDGET_MODES or m in stores]
     per_round: dict[str, dict[str, list[float]]] = {}
     with fake_provider_process() as url:
         for _ in range(rounds):
-            medians = {mode: _run_child(mode, url, calls, streams) for mode in modes}
-            base = medians["uninstrumented"]
-            for workload in ("non-stream", "stream"):
-                row = per_round.setdefault(workload, {})
-                row.setdefault("uninstrumented", []).append(base[workload])
-                for mode in modes[1:]:
-                    row.setdefault(mode, []).append(medians[mode][workload] - base[workload])
-            per_round["stream"].setdefault("usage chunk", []).append(base["stream asking usage"] - base["stream"])
-    return {w: {m: statistics.median(v) for m, v in row.items()} for w, row in per_round.items()}
+            for mode in modes:
+                seen = _run_child(mode, url, calls, streams, stores.get(mode))
+                for workload in ("non-stream", "stream"):
+                    row = per_round.setdefault(workload, {})
+                    if mode == "uninstrumented":
+                        row.setdefault("uninstrumented", []).append(seen[f"{workload} off"])
+                        if workload == "stream":
+                            row.setdefault("usage chunk", []).append(seen["stream asking usage off"] - seen["stream off"])
+                    elif mode in BUDGET_MODES:
+                        row.setdefault(f"{mode} beyond ours", []).append(seen[workload])
+                    else:
+                        row.setdefault(mode, []).append(seen[workload])
+    result = {w: {m: statistics.median(v) for m, v in row.items()} for w, row in per_round.items()}
+    for row in result.values():  # a budget mode in full: ours plus what its budgets add
+        for mode in BUDGET_MODES:
+            if f"{mode} beyond ours" in row and "otel-llm-cost" in row:
+                row[mode] = row["otel-llm-cost"] + row[f"{mode} beyond ours"]
+    return result
 
 
 # --- lifecycle: no I/O, one process ---
@@ -347,7 +425,7 @@ def report(results: dict[str, dict[str, float]], lifecycle: dict[str, dict[str, 
         lines.append(f"  {'uninstrumented':22} {values['uninstrumented']:9.1f} µs per call")
         floor = values["floor"]
         for mode, overhead in values.items():
-            if mode not in ("uninstrumented", "usage chunk"):
+            if mode not in ("uninstrumented", "usage chunk") and not mode.endswith("beyond ours"):
                 lines.append(f"  {mode:22} +{overhead:8.1f} µs   {overhead / floor:5.2f}x floor")
         if "usage chunk" in values:
             chunk = values["usage chunk"]
@@ -363,9 +441,10 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=150)
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.url, args.calls, args.streams)))
+        print(json.dumps(child(args.child, args.url, args.calls, args.streams, args.store)))
         return
     print(report(measure(args.rounds, args.calls, args.streams), measure_lifecycle()))
 

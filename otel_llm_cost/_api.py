@@ -69,9 +69,6 @@ def set_budget(
     return _runtime("set_budget", checks=True).guard.set(budget)
 
 
-
-
-
 def on_budget_threshold(callback: Callable[[BudgetStatus, float], Any],
                         at: Iterable[float] = (0.5, 0.8, 1.0)) -> Callable[[], None]:
     """Call `callback(status, threshold)` once per budget, key and window when its spend first reaches each

@@ -237,3 +237,29 @@ def test_4_processes_of_16_threads_never_pass_a_shared_redis_budget(request, fix
     from otel_llm_cost.budget.stores import store_from_url
 
     assert store_from_url(url).usage(budget, "", "total") == (D("10"), D(0))
+
+
+def test_a_lapsed_reservation_settled_late_frees_nothing_twice(store_and_clock):
+    """Each slot keeps the sum it holds: a reservation that lapsed (its process stalled) and is settled
+    afterwards must not take its amount off the sum again, and the spend still counts."""
+    store, clock = store_and_clock
+    claim = Claim("late", "", "total", D("0.4"), D("1"))
+    stalled = store.reserve([claim])
+    clock.now += 61  # lapsed
+    fresh = store.reserve([claim])
+    assert isinstance(fresh, list) and store.usage("late", "", "total") == (D(0), D("0.4"))
+    store.settle(stalled, D("0.3"))
+    assert store.usage("late", "", "total") == (D("0.3"), D("0.4"))
+    store.settle(fresh, D("0.1"))
+    assert store.usage("late", "", "total") == (D("0.4"), D(0))
+
+
+def test_a_thousand_reservations_in_flight_are_held_exactly(store_and_clock):
+    store, _ = store_and_clock
+    claim = Claim("many", "", "total", D("0.001"), D("1"))
+    held = [store.reserve([claim]) for _ in range(1_000)]
+    assert all(isinstance(h, list) for h in held) and isinstance(store.reserve([claim]), Refusal)
+    assert store.usage("many", "", "total") == (D(0), D(1))
+    for reservation in held[:600]:
+        store.settle(reservation, D("0.0005"))
+    assert store.usage("many", "", "total") == (D("0.3"), D("0.4"))

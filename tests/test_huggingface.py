@@ -127,8 +127,8 @@ def test_text_generation_on_tgi_reads_generated_tokens_and_estimates_the_prompt(
     assert "".join(tokens).startswith("Hello from") and len(tokens) == 10
 
     async def run_async():
-        aclient = AsyncInferenceClient(provider="hf-inference", api_key="hf_offline")
-        return await aclient.text_generation(PROMPT, model=HUB_MODEL, details=True)
+        async with AsyncInferenceClient(provider="hf-inference", api_key="hf_offline") as aclient:
+            return await aclient.text_generation(PROMPT, model=HUB_MODEL, details=True)
 
     assert asyncio.run(run_async()).generated_text == "Hello from the fake provider."
     spans = our_spans(span_exporter)
@@ -165,8 +165,8 @@ def test_feature_extraction_is_an_embeddings_span_with_an_estimated_input(tasks,
     assert vectors.shape == (2, 3)
 
     async def run_async():
-        return await AsyncInferenceClient(provider="together", api_key="hf_offline").feature_extraction(
-            "one text", model=EMBEDDER)
+        async with AsyncInferenceClient(provider="together", api_key="hf_offline") as aclient:
+            return await aclient.feature_extraction("one text", model=EMBEDDER)
 
     asyncio.run(run_async())
     spans = our_spans(span_exporter)

@@ -8,13 +8,13 @@ process that dies between reserve and settle never holds budget for ever.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
@@ -29,6 +29,25 @@ __all__ = [
 ]
 
 ZERO = Decimal(0)
+
+
+class _Ids:
+    """Unique ids for reservations and writes, cheaper than `uuid4()` (a getrandom call each): a random
+    prefix per process (drawn again in a forked child) and a counter."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count):x}"
+
+
+new_id = _Ids()
+os.register_at_fork(after_in_child=new_id.reset)
 
 
 class StoreUnavailable(Exception):
@@ -82,7 +101,9 @@ class BudgetStore(Protocol):
 
 
 class MemoryStore:
-    """One process. A lock makes check-and-reserve atomic across threads and asyncio tasks."""
+    """One process. A lock makes check-and-reserve atomic across threads and asyncio tasks. Each slot keeps
+    the sum it holds, so a check costs the same however many reservations are in flight; with one `ttl`
+    and a monotonic clock, reservations expire in the order they were made (a dict's order)."""
 
     def __init__(self, ttl: float = 600.0, clock: Callable[[], float] = time.monotonic, max_entries: int = 200_000):
         self.ttl = ttl
@@ -91,15 +112,23 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._spent: dict[tuple[str, str, str], Decimal] = {}
         self._held: dict[tuple[str, str, str], dict[str, tuple[Decimal, float]]] = {}
+        self._held_sum: dict[tuple[str, str, str], Decimal] = {}
 
     def _reserved(self, slot: tuple[str, str, str], now: float) -> Decimal:
         held = self._held.get(slot)
         if not held:
             return ZERO
-        expired = [rid for rid, (_, expires) in held.items() if expires <= now]
-        for rid in expired:
+        while held:
+            rid, (amount, expires) = next(iter(held.items()))
+            if expires > now:
+                break
             del held[rid]
-        return sum((amount for amount, _ in held.values()), ZERO)
+            self._held_sum[slot] -= amount
+        if not held:
+            del self._held[slot]
+            del self._held_sum[slot]
+            return ZERO
+        return self._held_sum[slot]
 
     def reserve(self, claims: Sequence[Claim]) -> list[Reservation] | Refusal:
         now = self._clock()
@@ -113,8 +142,10 @@ class MemoryStore:
                     return Refusal(claim, spent, reserved)
             reservations = []
             for claim in claims:
-                rid = uuid.uuid4().hex
-                self._held.setdefault((claim.budget, claim.key, claim.window), {})[rid] = (claim.amount, now + self.ttl)
+                rid = new_id()
+                slot = (claim.budget, claim.key, claim.window)
+                self._held.setdefault(slot, {})[rid] = (claim.amount, now + self.ttl)
+                self._held_sum[slot] = self._held_sum.get(slot, ZERO) + claim.amount
                 reservations.append(Reservation(rid, claim.budget, claim.key, claim.window, claim.amount))
             return reservations
 
@@ -123,10 +154,12 @@ class MemoryStore:
             for r in reservations:
                 slot = (r.budget, r.key, r.window)
                 held = self._held.get(slot)
-                if held is not None:
-                    held.pop(r.id, None)
-                    if not held:
+                if held is not None and held.pop(r.id, None) is not None:
+                    if held:
+                        self._held_sum[slot] -= r.amount
+                    else:
                         del self._held[slot]
+                        del self._held_sum[slot]
                 if actual:
                     self._spent[slot] = self._spent.get(slot, ZERO) + actual
             self._prune()
@@ -161,8 +194,9 @@ class MemoryStore:
             if budget is None:
                 self._spent.clear()
                 self._held.clear()
+                self._held_sum.clear()
                 return
-            for table in (self._spent, self._held):
+            for table in (self._spent, self._held, self._held_sum):
                 for slot in [s for s in table if s[0] == budget]:
                     del table[slot]
 
@@ -197,12 +231,20 @@ class SqliteStore:
             id TEXT PRIMARY KEY, budget TEXT NOT NULL, key TEXT NOT NULL, window TEXT NOT NULL,
             units INTEGER NOT NULL, expires REAL NOT NULL);
         CREATE INDEX IF NOT EXISTS reservations_slot ON reservations (budget, key, window);
+        CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (expires);
+        CREATE TABLE IF NOT EXISTS held (
+            budget TEXT NOT NULL, key TEXT NOT NULL, window TEXT NOT NULL, units INTEGER NOT NULL,
+            PRIMARY KEY (budget, key, window));
     """
+    # `held` keeps each slot's sum of live reservations, so a check is two lookups however many calls are
+    # in flight (settles are applied behind the calls, so a few hundred can be). Reservations that lapse
+    # are taken out of it when a reservation next touches the store.
 
     def __init__(self, path: str | os.PathLike[str], ttl: float = 600.0, clock: Callable[[], float] = time.time):
         self.path = Path(path)
         self.ttl = ttl
         self._clock = clock
+        self._next_purge = 0.0
         self._connections = ThreadConnections(self.path)
         if not self.path.parent.is_dir():
             raise StoreOpenError(f"directory {str(self.path.parent)!r} does not exist")
@@ -232,44 +274,95 @@ class SqliteStore:
             raise StoreUnavailable(str(error)) from error
 
     @staticmethod
-    def _slot_units(connection: sqlite3.Connection, budget: str, key: str, window: str, now: float) -> tuple[int, int]:
-        spent = connection.execute(
-            "SELECT units FROM spent WHERE budget=? AND key=? AND window=?", (budget, key, window)).fetchone()
-        held = connection.execute(
-            "SELECT COALESCE(SUM(units), 0) FROM reservations WHERE budget=? AND key=? AND window=? AND expires>?",
-            (budget, key, window, now)).fetchone()
-        return (spent[0] if spent else 0), held[0]
+    def _slot_units(connection: sqlite3.Connection, budget: str, key: str, window: str, now: float,
+                    purged: bool = False) -> tuple[int, int]:
+        """Spent and held units of a slot. Unless the transaction just purged lapsed reservations,
+        `held` may still count some: those are taken off here (reads do not write)."""
+        slot = (budget, key, window)
+        spent = connection.execute("SELECT units FROM spent WHERE budget=? AND key=? AND window=?", slot).fetchone()
+        held = connection.execute("SELECT units FROM held WHERE budget=? AND key=? AND window=?", slot).fetchone()
+        lapsed = 0 if purged else connection.execute(
+            "SELECT COALESCE(SUM(units), 0) FROM reservations INDEXED BY reservations_expiry "
+            "WHERE expires<=? AND budget=? AND key=? AND window=?", (now, *slot)).fetchone()[0]
+        return (spent[0] if spent else 0), max(0, (held[0] if held else 0) - lapsed)
+
+    @staticmethod
+    def _release(connection: sqlite3.Connection, rows: Sequence[tuple[str, str, str, int]]) -> None:
+        """Take released or lapsed reservations (budget, key, window, units) out of their slots' sums."""
+        if rows:
+            connection.executemany(
+                "UPDATE held SET units = MAX(0, units - ?) WHERE budget=? AND key=? AND window=?",
+                [(units, budget, key, window) for budget, key, window, units in rows])
+
+    PURGE_EVERY = 1.0
+    """Seconds between looks for lapsed reservations: a reservation lapses after `ttl` (minutes), so
+    taking it out of its slot's sum a second late only over-reserves, and most checks skip the look."""
+
+    def _purge(self, connection: sqlite3.Connection, now: float) -> bool:
+        """Take lapsed reservations out; False when it is not yet time to look (the sums may then count
+        reservations that lapsed within the last `PURGE_EVERY` seconds: over-reserving, never under)."""
+        if now < self._next_purge:
+            return False
+        self._next_purge = now + self.PURGE_EVERY
+        lapsed = connection.execute(
+            "DELETE FROM reservations WHERE expires<=? RETURNING budget, key, window, units", (now,)).fetchall()
+        self._release(connection, lapsed)
+        return True
 
     def reserve(self, claims: Sequence[Claim]) -> list[Reservation] | Refusal:
         now = self._clock()
 
         def work(connection: sqlite3.Connection) -> list[Reservation] | Refusal:
-            connection.execute("DELETE FROM reservations WHERE expires<=?", (now,))
+            self._purge(connection, now)
             for claim in claims:
                 if claim.limit is None:
                     continue
-                spent, held = self._slot_units(connection, claim.budget, claim.key, claim.window, now)
+                # held counts live reservations, and at most a second's worth of lapsed ones: safe to check
+                spent, held = self._slot_units(connection, claim.budget, claim.key, claim.window, now, purged=True)
                 if _from_units(spent + held) + claim.amount > claim.limit:
                     return Refusal(claim, _from_units(spent), _from_units(held))
             reservations = []
             for claim in claims:
-                rid = uuid.uuid4().hex
+                rid, units = new_id(), _to_units(claim.amount)
                 connection.execute(
                     "INSERT INTO reservations (id, budget, key, window, units, expires) VALUES (?,?,?,?,?,?)",
-                    (rid, claim.budget, claim.key, claim.window, _to_units(claim.amount), now + self.ttl))
+                    (rid, claim.budget, claim.key, claim.window, units, now + self.ttl))
+                connection.execute(
+                    "INSERT INTO held (budget, key, window, units) VALUES (?,?,?,?) "
+                    "ON CONFLICT (budget, key, window) DO UPDATE SET units = units + excluded.units",
+                    (claim.budget, claim.key, claim.window, units))
                 reservations.append(Reservation(rid, claim.budget, claim.key, claim.window, claim.amount))
             return reservations
 
         return self._transaction(work)  # type: ignore[return-value]
 
     def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None:
-        units = _to_units(actual)
+        self.apply_writes([(op_id or "", reservations, (), actual)])
+
+    def apply_writes(self, writes: Sequence[tuple[str, Sequence[Reservation], Sequence[tuple[str, str, str]],
+                                             Decimal]]) -> None:
+        """Settles and adds, queued by the settler, in one transaction: (op id, reservations released,
+        slots added to when there are no reservations, amount) each."""
 
         def work(connection: sqlite3.Connection) -> None:
-            for r in reservations:
-                connection.execute("DELETE FROM reservations WHERE id=?", (r.id,))
+            released = []
+            for _, reservations, _, _ in writes:
+                for r in reservations:
+                    if r.id:
+                        released += connection.execute(
+                            "DELETE FROM reservations WHERE id=? RETURNING budget, key, window, units", (r.id,)).fetchall()
+            self._release(connection, released)
+            added: dict[tuple[str, str, str], int] = {}
+            for _, reservations, slots, amount in writes:
+                units = _to_units(amount)
                 if units:
-                    self._add_units(connection, r.budget, r.key, r.window, units)
+                    for slot in slots if not reservations else [(r.budget, r.key, r.window) for r in reservations]:
+                        added[slot] = added.get(slot, 0) + units
+            if added:
+                connection.executemany(
+                    "INSERT INTO spent (budget, key, window, units) VALUES (?,?,?,?) "
+                    "ON CONFLICT (budget, key, window) DO UPDATE SET units = units + excluded.units",
+                    [(*slot, units) for slot, units in added.items()])
 
         self._transaction(work)
 
@@ -301,8 +394,8 @@ class SqliteStore:
         now = self._clock()
         rows = connection.execute(
             "SELECT key FROM spent WHERE budget=? AND window=? UNION "
-            "SELECT key FROM reservations WHERE budget=? AND window=? AND expires>?",
-            (budget, window, budget, window, now)).fetchall()
+            "SELECT key FROM held WHERE budget=? AND window=? AND units > 0",
+            (budget, window, budget, window)).fetchall()
         result = []
         for (key,) in rows:
             spent, held = self._slot_units(connection, budget, key, window, now)
@@ -311,7 +404,7 @@ class SqliteStore:
 
     def clear(self, budget: str | None = None) -> None:
         def work(connection: sqlite3.Connection) -> None:
-            for table in ("spent", "reservations"):
+            for table in ("spent", "reservations", "held"):
                 if budget is None:
                     connection.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
                 else:
@@ -334,33 +427,51 @@ def _from_nanos(nanos: int | float | None) -> Decimal:
 
 
 # All keys share the hash tag `{prefix}`, so one script may touch them all, on Redis Cluster too.
-# KEYS, per claim i: spent counter, reservations (sorted by expiry), the (budget, window) slot index.
+# Per (budget, key, window): a counter of settled spend, the live reservations (a sorted set scored by
+# expiry, members `id:nanos`) and the sum they hold (a counter), so a check is a few lookups however many
+# calls are in flight; a reservation that lapses is taken out of the sum when a reservation next looks.
+_HELD = """
+local function held_now(held_key, sum_key, now)
+  local lapsed = redis.call('ZRANGEBYSCORE', held_key, '-inf', now)
+  if #lapsed > 0 then
+    local gone = 0
+    for _, member in ipairs(lapsed) do
+      gone = gone + tonumber(string.match(member, ':(%d+)$'))
+    end
+    redis.call('ZREMRANGEBYSCORE', held_key, '-inf', now)
+    if redis.call('DECRBY', sum_key, gone) < 0 then
+      redis.call('SET', sum_key, 0)
+    end
+  end
+  return math.max(0, tonumber(redis.call('GET', sum_key) or '0'))
+end
+"""
+
+# KEYS, per claim i: spent counter, reservations, held sum, the (budget, window) slot index.
 # ARGV: now, ttl, n, then per claim: nano-dollars, limit (-1: none), id, slot, retention (0: keep).
-_RESERVE = """
+_RESERVE = _HELD + """
 local now, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, n do
-  local held_key, a = KEYS[3 * i - 1], 3 + 5 * (i - 1)
-  redis.call('ZREMRANGEBYSCORE', held_key, '-inf', now)
+  local k, a = 4 * (i - 1), 3 + 5 * (i - 1)
+  local held = held_now(KEYS[k + 2], KEYS[k + 3], now)
   local limit = tonumber(ARGV[a + 2])
   if limit >= 0 then
-    local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
-    local held = 0
-    for _, member in ipairs(redis.call('ZRANGE', held_key, 0, -1)) do
-      held = held + tonumber(string.match(member, ':(%d+)$'))
-    end
+    local spent = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
     if spent + held + tonumber(ARGV[a + 1]) > limit then
       return {i, tostring(spent), tostring(held)}
     end
   end
 end
 for i = 1, n do
-  local a = 3 + 5 * (i - 1)
-  redis.call('ZADD', KEYS[3 * i - 1], now + ttl, ARGV[a + 3] .. ':' .. ARGV[a + 1])
-  redis.call('SADD', KEYS[3 * i], ARGV[a + 4])
+  local k, a = 4 * (i - 1), 3 + 5 * (i - 1)
+  redis.call('ZADD', KEYS[k + 2], now + ttl, ARGV[a + 3] .. ':' .. ARGV[a + 1])
+  redis.call('INCRBY', KEYS[k + 3], ARGV[a + 1])
+  redis.call('SADD', KEYS[k + 4], ARGV[a + 4])
   local retention = tonumber(ARGV[a + 5])
   if retention > 0 then
-    redis.call('EXPIRE', KEYS[3 * i - 1], retention)
-    redis.call('EXPIRE', KEYS[3 * i], retention)
+    redis.call('EXPIRE', KEYS[k + 2], retention)
+    redis.call('EXPIRE', KEYS[k + 3], retention)
+    redis.call('EXPIRE', KEYS[k + 4], retention)
   end
 end
 return {0}
@@ -368,7 +479,7 @@ return {0}
 
 # Settle or add spend, at most once per operation id: the marker key is set first, with NX, so a write
 # retried after an ambiguous failure (the connection dropped during the reply) is never applied twice.
-# KEYS: marker, then per item i: reservations (sorted set), spent counter, the (budget, window) slot index.
+# KEYS: marker, then per item i: reservations, spent counter, the slot index, held sum.
 # ARGV: marker ttl, n, nano-dollars, then per item: reservation member ('' for none), slot, retention.
 _APPLY = """
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
@@ -376,9 +487,12 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
 end
 local n, nanos = tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, n do
-  local k, a = 1 + 3 * (i - 1), 3 + 3 * (i - 1)
-  if ARGV[a + 1] ~= '' then
-    redis.call('ZREM', KEYS[k + 1], ARGV[a + 1])
+  local k, a = 1 + 4 * (i - 1), 3 + 3 * (i - 1)
+  local member = ARGV[a + 1]
+  if member ~= '' and redis.call('ZREM', KEYS[k + 1], member) == 1 then
+    if redis.call('DECRBY', KEYS[k + 4], tonumber(string.match(member, ':(%d+)$'))) < 0 then
+      redis.call('SET', KEYS[k + 4], 0)
+    end
   end
   if nanos > 0 then
     redis.call('INCRBY', KEYS[k + 2], nanos)
@@ -458,8 +572,9 @@ class RedisStore:
     def _slot(budget: str, key: str, window: str) -> str:
         return json.dumps([budget, key, window], separators=(",", ":"))
 
-    def _keys(self, slot: str) -> tuple[str, str]:
-        return f"{self._tag}:spent:{slot}", f"{self._tag}:held:{slot}"
+    def _keys(self, slot: str) -> tuple[str, str, str]:
+        """The slot's spent counter, reservations and held sum."""
+        return f"{self._tag}:spent:{slot}", f"{self._tag}:held:{slot}", f"{self._tag}:heldsum:{slot}"
 
     def _index(self, budget: str, window: str) -> str:
         return f"{self._tag}:slots:" + json.dumps([budget, window], separators=(",", ":"))
@@ -473,9 +588,9 @@ class RedisStore:
         args: list[object] = [repr(now), repr(self.ttl), len(claims)]
         reservations = []
         for claim in claims:
-            rid = uuid.uuid4().hex
+            rid = new_id()
             slot = self._slot(claim.budget, claim.key, claim.window)
-            keys.extend((*self._keys(slot), self._index(claim.budget, claim.window)))
+            keys.extend((*self._keys(slot), self._index(claim.budget, claim.window)))  # 4 a claim
             limit = -1 if claim.limit is None else _to_nanos(claim.limit) if claim.limit >= 0 else 0
             args.extend([_to_nanos(claim.amount), limit, rid, slot, _retention(claim.window)])
             reservations.append(Reservation(rid, claim.budget, claim.key, claim.window, claim.amount))
@@ -486,20 +601,43 @@ class RedisStore:
         return reservations
 
     def _apply(self, op_id: str | None, items: Sequence[tuple[str, str, str, str]], actual: Decimal) -> None:
-        """Release reservations and add spend in one script, at most once per `op_id`.
-        Each item: (budget, key, window, reservation member or '')."""
-        keys = [f"{self._tag}:applied:{op_id or uuid.uuid4().hex}"]
+        """Release reservations and add spend in one script, at most once per `op_id`."""
+        keys, args = self._apply_arguments(op_id, items, actual)
+        self._guarded(lambda: self._apply_script(keys=keys, args=args))
+
+    def _apply_arguments(self, op_id: str | None, items: Sequence[tuple[str, str, str, str]],
+                         actual: Decimal) -> tuple[list[str], list[object]]:
+        """The script's keys and arguments. Each item: (budget, key, window, reservation member or '')."""
+        keys = [f"{self._tag}:applied:{op_id or new_id()}"]
         args: list[object] = [_APPLIED_MARKER_TTL, len(items), _to_nanos(actual)]
         for budget, key, window, member in items:
             slot = self._slot(budget, key, window)
-            spent_key, held_key = self._keys(slot)
-            keys.extend((held_key, spent_key, self._index(budget, window)))
+            spent_key, held_key, sum_key = self._keys(slot)
+            keys.extend((held_key, spent_key, self._index(budget, window), sum_key))
             args.extend((member, slot, _retention(window)))
-        self._guarded(lambda: self._apply_script(keys=keys, args=args))
+        return keys, args
 
     def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None:
-        self._apply(op_id, [(r.budget, r.key, r.window, f"{r.id}:{_to_nanos(r.amount)}" if r.id else "")
-                            for r in reservations], actual)
+        self._apply(op_id, self._released(reservations), actual)
+
+    @staticmethod
+    def _released(reservations: Sequence[Reservation]) -> list[tuple[str, str, str, str]]:
+        return [(r.budget, r.key, r.window, f"{r.id}:{_to_nanos(r.amount)}" if r.id else "") for r in reservations]
+
+    def apply_writes(self, writes: Sequence[tuple[str, Sequence[Reservation], Sequence[tuple[str, str, str]],
+                                             Decimal]]) -> None:
+        """Settles and adds, queued by the settler, in one round trip: a pipeline of the same script,
+        each write still applied at most once by its op id."""
+
+        def work() -> None:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for op_id, reservations, slots, amount in writes:
+                    items = self._released(reservations) if reservations else [(*slot, "") for slot in slots]
+                    keys, args = self._apply_arguments(op_id, items, amount)
+                    self._apply_script(keys=keys, args=args, client=pipe)
+                pipe.execute()
+
+        self._guarded(work)
 
     def add(self, budget: str, key: str, window: str, amount: Decimal, op_id: str | None = None) -> None:
         self._apply(op_id, [(budget, key, window, "")], amount)
@@ -508,14 +646,15 @@ class RedisStore:
         now = self._clock()
         with self._redis.pipeline(transaction=False) as pipe:
             for slot in slots:
-                spent_key, held_key = self._keys(slot)
+                spent_key, held_key, sum_key = self._keys(slot)
                 pipe.get(spent_key)
-                pipe.zrangebyscore(held_key, f"({now!r}", "+inf")
+                pipe.get(sum_key)
+                pipe.zrangebyscore(held_key, "-inf", repr(now))  # lapsed, not yet taken out of the sum
             replies = pipe.execute()
         usage = []
-        for spent, held in zip(replies[::2], replies[1::2]):
-            held_nanos = sum(int(member.rsplit(":", 1)[1]) for member in held)
-            usage.append((_from_nanos(int(spent or 0)), _from_nanos(held_nanos)))
+        for spent, held, lapsed in zip(replies[::3], replies[1::3], replies[2::3]):
+            held_nanos = int(held or 0) - sum(int(member.rsplit(":", 1)[1]) for member in lapsed)
+            usage.append((_from_nanos(int(spent or 0)), _from_nanos(max(0, held_nanos))))
         return usage
 
     def usage(self, budget: str, key: str, window: str) -> tuple[Decimal, Decimal]:
@@ -535,7 +674,7 @@ class RedisStore:
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # the prefix, glob-escaped
         for name in self._redis.scan_iter(match=pattern, count=1000):
             kind, _, encoded = name[len(prefix):].partition(":")
-            if kind in ("spent", "held", "slots") and (budget is None or json.loads(encoded)[0] == budget) \
+            if kind in ("spent", "held", "heldsum", "slots") and (budget is None or json.loads(encoded)[0] == budget) \
                     or kind == "applied" and budget is None:
                 doomed.append(name)
         for start in range(0, len(doomed), 500):

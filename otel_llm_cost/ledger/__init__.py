@@ -25,7 +25,6 @@ import atexit
 import logging
 import os
 import queue
-import sys
 import threading
 import time
 import weakref
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from otel_llm_cost._process import at_multiprocessing_exit
 from otel_llm_cost._log import Incident
 from otel_llm_cost.ledger.rows import COLUMNS, Row, encode_tags, row_from, storable, storable_row, uuid7
 from otel_llm_cost.ledger.spool import Spool
@@ -128,7 +128,7 @@ class Ledger:
         self.spool = Spool(backend.url, spool_dir)
         self._arm()
         _live.add(self)
-        _flush_when_multiprocessing_exits(self)
+        at_multiprocessing_exit(self, "shutdown")
 
     def _arm(self) -> None:
         """Everything that lives in one process: counters, queue, writer thread."""
@@ -157,7 +157,7 @@ class Ledger:
             return
         self.backend.after_fork()
         self._arm()
-        _flush_when_multiprocessing_exits(self)
+        at_multiprocessing_exit(self, "shutdown")
 
     @property
     def url(self) -> str:
@@ -351,22 +351,3 @@ class Ledger:
         except Exception:
             pass
         _live.discard(self)
-
-
-def _flush_when_multiprocessing_exits(ledger: Ledger) -> None:
-    """A `multiprocessing` worker ends with `os._exit`, which skips atexit; it runs its own finalizers
-    first. In a child that `multiprocessing` forks, those are cleared after the fork, so the finalizer is
-    registered from its after-fork hook; in a child that made its ledger itself, right away."""
-    mp_util = sys.modules.get("multiprocessing.util")
-    mp_process = sys.modules.get("multiprocessing.process")
-    if mp_util is None or mp_process is None:
-        return
-    if mp_process.parent_process() is not None:  # already inside a multiprocessing child
-        mp_util.Finalize(ledger, ledger.shutdown, exitpriority=10)
-    mp_util.register_after_fork(ledger, _finalize_in_child)
-
-
-def _finalize_in_child(ledger: Ledger) -> None:
-    import multiprocessing.util as mp_util
-
-    mp_util.Finalize(ledger, ledger.shutdown, exitpriority=10)

@@ -1,0 +1,98 @@
+"""Settles leave the call's critical path on the shared stores: one round trip (the reservation) is
+in the call, and the settles are applied behind it, many per round trip. What must not move: this
+process reads its own spend, nothing is lost at exit (also from a multiprocessing worker, which ends
+with `os._exit`), and a settle never counts twice."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from decimal import Decimal as D
+
+import pytest
+
+from otel_llm_cost.budget import Budget
+from otel_llm_cost.budget.guard import BudgetGuard
+from otel_llm_cost.budget.outage import OutageBuffer
+from otel_llm_cost.budget.stores import Claim, SqliteStore, store_from_url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path):
+    return f"sqlite:///{tmp_path / 'budgets.db'}" if request.param == "sqlite" else request.getfixturevalue("redis_url")
+
+
+class _Counting:
+    """A store that counts the round trips its writes take."""
+
+    def __init__(self, store):
+        self.store, self.round_trips = store, 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def apply_writes(self, writes):
+        self.round_trips += 1
+        return self.store.apply_writes(writes)
+
+    def settle(self, *args, **kwargs):
+        self.round_trips += 1
+        return self.store.settle(*args, **kwargs)
+
+
+def test_settles_are_applied_behind_the_calls_in_few_round_trips_and_read_back_exactly(store_url):
+    raw = _Counting(store_from_url(store_url))
+    raw.clear()
+    buffer = OutageBuffer(raw, write_behind=0.05)
+    claim = Claim("wb", "", "total", D("0.01"), D(100))
+    for _ in range(200):
+        buffer.settle(buffer.reserve([claim]), D("0.004"))
+    # right after the calls, the store may still hold some reservations: settles are behind the calls
+    assert buffer.usage("wb", "", "total") == (D("0.8"), D(0))  # a read applies what is queued first
+    assert raw.round_trips < 40 and raw.store.usage("wb", "", "total") == (D("0.8"), D(0))
+
+
+def test_strictness_is_unchanged_with_settles_behind(store_url):
+    """16 threads race 64 reservations of $0.10 for $2 through one guard: exactly 20 pass, however late
+    their settles land."""
+    guard = BudgetGuard(store_from_url(store_url))
+    guard.store.clear()
+    claim = [Claim("race", "", "total", D("0.1"), D("2"))]
+    won, barrier, lock = [], threading.Barrier(16), threading.Lock()
+
+    def racer() -> None:
+        barrier.wait()
+        for _ in range(4):
+            held = guard.store.reserve(claim)
+            if isinstance(held, list):
+                guard.store.settle(held, D("0.1"))
+                with lock:
+                    won.append(1)
+
+    threads = [threading.Thread(target=racer) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 20 and guard.store.usage("race", "", "total") == (D(2), D(0))
+
+
+def _worker(url: str) -> None:
+    guard = BudgetGuard(store_from_url(url))
+    guard.set(Budget.create(100, name="shared"))
+    claim = [Claim("shared", "", "total", D("0.01"), D(100))]
+    for _ in range(50):
+        guard.store.settle(guard.store.reserve(claim), D("0.01"))
+    # a multiprocessing worker ends with os._exit: no atexit; the settler's queue must still be applied
+
+
+def test_a_multiprocessing_worker_applies_its_queued_settles_before_it_ends(tmp_path):
+    url = f"sqlite:///{tmp_path / 'budgets.db'}"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_worker, args=(url,)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert SqliteStore(tmp_path / "budgets.db").usage("shared", "", "total") == (D("1.5"), D(0))
