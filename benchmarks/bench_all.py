@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,28 +33,44 @@ def _times(value: float, base: float) -> str:
 
 
 def table(overhead: dict, lifecycle: dict, startup: dict, stores: dict, rounds: int) -> str:
-    modes = [m for m in bench_overhead.MODES[1:] if m in overhead["non-stream"]]
+    ns, st = overhead["non-stream"], overhead["stream"]
+    modes = [m for m in bench_overhead.MODES[1:] if m in ns]
+    official = "official genai-openai"
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [
         f"Measured {when} on this machine ({os.cpu_count()} cores, Python {platform.python_version()}), all in one "
-        f"run of `bash benchmarks/run.sh` ({rounds} interleaved rounds, each mode in its own process).",
+        f"run of `bash benchmarks/run.sh` ({rounds} rounds; each mode in its own process, switched off and on in "
+        "alternating batches inside it).",
         "",
-        "Client CPU added per OpenAI call through the loopback fake provider (1,000 tokens in, 100 out). A "
-        "call's ratio is to the floor; a stream's is to ours, as a stream's floor (one span around ~11 ms of "
-        "SDK work) is within the noise: the no-I/O table below gives the streams' ratio to the floor.",
+        "Process CPU added per OpenAI call through the loopback fake provider (1,000 tokens in, 100 out), each "
+        "batch's window including one metrics collection. A call's ratios are to the floor and to the official "
+        "instrumentation; a stream's to ours and to the official one. Budget rows: a global and a per-session "
+        "budget, and their ratio to ours without budgets (measured in the same process).",
         "",
         "| mode | non-stream call | 100-chunk stream |",
         "|---|---|---|",
     ]
-    ns, st = overhead["non-stream"], overhead["stream"]
     ours = st["otel-llm-cost"]
+
+    def versus(value: float, base: str, row: dict) -> str:
+        return f"{_times(value, row[base])} {'official' if base == official else base}" if base in row else ""
+
     lines.append(f"| uninstrumented (the call itself) | {ns['uninstrumented']:,.0f} µs | {st['uninstrumented']:,.0f} µs |")
     for mode in modes:
         name = {"bare span": "bare OTel span, no metrics", "otel-llm-cost": "**otel-llm-cost** (`configure()`, "
                 "metrics on)", "floor": "the floor: a span with our ~18 attributes + the same metric records, "
                 "written naively"}.get(mode, mode)
-        lines.append(f"| {name} | {ns[mode]:+,.0f} µs ({_times(ns[mode], ns['floor'])} floor) | "
-                     f"{st[mode]:+,.0f} µs ({_times(st[mode], ours)} ours) |")
+        if mode in bench_overhead.BUDGET_MODES:
+            name = f"otel-llm-cost with budgets, {mode.split(': ')[1]} store"
+            beyond_ns, beyond_st = ns[f"{mode} beyond ours"], st[f"{mode} beyond ours"]
+            lines.append(f"| {name} | {ns[mode]:+,.0f} µs ({_times(ns[mode], ns['otel-llm-cost'])} ours; budgets "
+                         f"{beyond_ns:+,.0f} µs) | {st[mode]:+,.0f} µs ({_times(st[mode], ours)} ours; budgets "
+                         f"{beyond_st:+,.0f} µs) |")
+            continue
+        call_ratios = ", ".join(r for r in (f"{_times(ns[mode], ns['floor'])} floor",
+                                            versus(ns[mode], official, ns)) if r)
+        stream_ratios = ", ".join(r for r in (f"{_times(st[mode], ours)} ours", versus(st[mode], official, st)) if r)
+        lines.append(f"| {name} | {ns[mode]:+,.0f} µs ({call_ratios}) | {st[mode]:+,.0f} µs ({stream_ratios}) |")
     chunk = st["usage chunk"]
     lines += [
         f"| of ours: the usage chunk we ask for (the SDK parsing one more chunk) | | {chunk:+,.0f} µs |",
@@ -101,7 +118,11 @@ def main() -> None:
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args()
     print("bench_all: per-call overhead ...", file=sys.stderr)
-    overhead = bench_overhead.measure(args.rounds, args.calls, args.streams)
+    with tempfile.TemporaryDirectory() as tmp, bench_stores.redis_server(Path(tmp)) as redis_url:
+        budget_stores = {"budgets: memory": "memory", "budgets: SQLite": f"sqlite:///{tmp}/budgets.db"}
+        if redis_url is not None:
+            budget_stores["budgets: Redis"] = redis_url
+        overhead = bench_overhead.measure(args.rounds, args.calls, args.streams, budget_stores)
     lifecycle = bench_overhead.measure_lifecycle()
     print(bench_overhead.report(overhead, lifecycle), file=sys.stderr)
     print("bench_all: start-up ...", file=sys.stderr)
