@@ -416,6 +416,7 @@ def empty_ledger(url: str) -> None:
     backend = open_backend(url)
     connection = backend._connection()
     connection.execute("DELETE FROM llm_calls")
+    connection.execute("DELETE FROM llm_rollup")  # the writer's rollup of those rows
     connection.commit()
     backend.close()
 

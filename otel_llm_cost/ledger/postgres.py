@@ -10,7 +10,22 @@ from decimal import Decimal
 from typing import Any
 
 from otel_llm_cost.ledger import COLUMNS, LedgerOpenError, Row
-from otel_llm_cost.ledger._sql import INDEXES, group_key, time_range
+from otel_llm_cost.ledger import rollup
+from otel_llm_cost.ledger._sql import (
+    INDEXES,
+    ROLLUP_UPSERT,
+    rollup_migration,
+    summarize,
+    time_range,
+)
+
+_DAY = "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+_MEASURES_SQL = """COUNT(*) FILTER (WHERE outcome <> 'blocked'), SUM(input_tokens), SUM(output_tokens),
+    SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_usd), 0),
+    COUNT(*) FILTER (WHERE cost_usd IS NULL AND outcome <> 'blocked'), COUNT(*) FILTER (WHERE outcome = 'error'),
+    COUNT(*) FILTER (WHERE outcome = 'blocked'),
+    COALESCE(SUM(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)"""
+"""A summary's sums, in `rollup.MEASURES` order."""
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -23,15 +38,21 @@ _MIGRATIONS: tuple[str, ...] = (
         cost_usd NUMERIC(30, 15), cost_source TEXT, pricing_source TEXT, estimated BOOLEAN NOT NULL,
         outcome TEXT NOT NULL, service_tier TEXT, batch BOOLEAN NOT NULL, job TEXT, duration_s DOUBLE PRECISION);
     """ + INDEXES,
+    # 2: the day rollup reports read (see `rollup`), filled from the rows already here; the per-key
+    # indexes it replaces are dropped, so a row costs less to write
+    rollup_migration(
+        table="""CREATE TABLE llm_rollup (
+            dim TEXT NOT NULL, day TEXT NOT NULL, key TEXT NOT NULL, calls BIGINT NOT NULL,
+            input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, cache_read_tokens BIGINT NOT NULL,
+            cache_write_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, cost NUMERIC(38, 15) NOT NULL,
+            unpriced BIGINT NOT NULL, errors BIGINT NOT NULL, blocked BIGINT NOT NULL,
+            priced_tokens BIGINT NOT NULL, PRIMARY KEY (dim, day, key))""",
+        day=_DAY, measures=_MEASURES_SQL, tag_source="jsonb_each_text(llm_calls.tags) AS t(key, value)"),
 )
 
 
 _SUMMARY = """
-    SELECT {key} AS k, COUNT(*) FILTER (WHERE outcome <> 'blocked'), SUM(input_tokens), SUM(output_tokens),
-           SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost_usd),
-           COUNT(*) FILTER (WHERE cost_usd IS NULL AND outcome <> 'blocked'), COUNT(*) FILTER (WHERE outcome = 'error'),
-           COUNT(*) FILTER (WHERE outcome = 'blocked'),
-           COALESCE(SUM(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)
+    SELECT {key} AS k, """ + _MEASURES_SQL + """
     FROM llm_calls {where} GROUP BY 1
 """
 
@@ -76,12 +97,25 @@ class PostgresLedger:
         connection.commit()
 
     def write(self, rows: Sequence[Row]) -> None:
+        """The rows, and what they add to the rollup, in one transaction: only the rows this insert really
+        added (RETURNING), so a row already in the ledger adds nothing, whichever host wrote it first."""
         connection = self._connection()
+        unique = list({row.id: row for row in rows}.values())
         try:
             with connection.transaction(), connection.cursor() as cursor:
                 cursor.executemany(
                     f"INSERT INTO llm_calls ({','.join(COLUMNS)}) VALUES ({','.join(['%s'] * len(COLUMNS))}) "
-                    "ON CONFLICT (id) DO NOTHING", [_values(row) for row in rows])
+                    "ON CONFLICT (id) DO NOTHING RETURNING id", [_values(row) for row in unique], returning=True)
+                inserted = set()
+                while True:
+                    inserted.update(str(found) for (found,) in cursor.fetchall())
+                    if not cursor.nextset():
+                        break
+                fresh = [row for row in unique if row.id in inserted]
+                # the same order on every host: two writers' upserts never wait on each other in a cycle
+                deltas = sorted(rollup.deltas(fresh).items())
+                cursor.executemany(ROLLUP_UPSERT.format(ps=",".join(["%s"] * 14)),
+                                   [(*slot, *sums) for slot, sums in deltas])
             connection.commit()
         except self._psycopg.OperationalError:
             self._local.connection = None  # reconnect on the next batch
@@ -101,13 +135,11 @@ class PostgresLedger:
         self._local = threading.local()
 
     def summarize(self, since: datetime | None, until: datetime | None, by: str) -> list[tuple[Any, ...]]:
-        key, key_args = group_key(by, day="to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD')", tag="tags ->> %s",
-                                  tag_arg=str)
-        where, args = time_range(since, until, "%s", _same)
         connection = self._connection()
         try:
-            cursor = connection.execute(_SUMMARY.format(key=key, where=where), [*key_args, *args])
-            result = [(*row[:7], row[7] if row[7] is not None else Decimal(0), *row[8:]) for row in cursor]
+            result = [(*row[:7], row[7] if row[7] is not None else Decimal(0), *row[8:])
+                      for row in summarize(connection, since, until, by, summary=_SUMMARY, day=_DAY,
+                                           tag="tags ->> %s", placeholder="%s", ts=_same)]
         finally:
             connection.rollback()
         return [tuple(int(v) if isinstance(v, Decimal) and i not in (0, 7) else v for i, v in enumerate(row))

@@ -17,9 +17,22 @@ from typing import Any
 
 from otel_llm_cost._sqlite import ThreadConnections
 from otel_llm_cost.ledger import COLUMNS, LedgerOpenError, Row, encode_tags
-from otel_llm_cost.ledger._sql import INDEXES, group_key, time_range
+from otel_llm_cost.ledger import rollup
+from otel_llm_cost.ledger._sql import (
+    INDEXES,
+    ROLLUP_UPSERT,
+    rollup_migration,
+    summarize,
+    time_range,
+)
 
 _E10 = Decimal("1e-10")
+
+_MEASURES_SQL = """SUM(outcome != 'blocked'), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),
+    SUM(cache_write_tokens), SUM(reasoning_tokens), COALESCE(SUM(cost_e10), 0),
+    SUM(cost_usd IS NULL AND outcome != 'blocked'), SUM(outcome = 'error'), SUM(outcome = 'blocked'),
+    SUM(CASE WHEN cost_usd IS NOT NULL THEN input_tokens + output_tokens ELSE 0 END)"""
+"""A summary's sums, in `rollup.MEASURES` order (cost in units of 1e-10 USD)."""
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: the contract's table, and indexes on time and on each group key
@@ -33,14 +46,21 @@ _MIGRATIONS: tuple[str, ...] = (
         cost_usd TEXT, cost_e10 INTEGER, cost_source TEXT, pricing_source TEXT, estimated INTEGER NOT NULL,
         outcome TEXT NOT NULL, service_tier TEXT, batch INTEGER NOT NULL, job TEXT, duration_s REAL);
     """ + INDEXES,
+    # 2: the day rollup reports read (see `rollup`), filled from the rows already here; the per-key
+    # indexes it replaces are dropped, so a row costs less to write
+    rollup_migration(
+        table="""CREATE TABLE llm_rollup (
+            dim TEXT NOT NULL, day TEXT NOT NULL, key TEXT NOT NULL, calls INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL, reasoning_tokens INTEGER NOT NULL, cost INTEGER NOT NULL,
+            unpriced INTEGER NOT NULL, errors INTEGER NOT NULL, blocked INTEGER NOT NULL,
+            priced_tokens INTEGER NOT NULL, PRIMARY KEY (dim, day, key)) WITHOUT ROWID""",
+        day="substr(ts, 1, 10)", measures=_MEASURES_SQL, tag_source="json_each(llm_calls.tags) AS t"),
 )
 
 
 _SUMMARY = """
-    SELECT {key} AS k, SUM(outcome != 'blocked'), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),
-           SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost_e10),
-           SUM(cost_usd IS NULL AND outcome != 'blocked'), SUM(outcome = 'error'), SUM(outcome = 'blocked'),
-           SUM(CASE WHEN cost_usd IS NOT NULL THEN input_tokens + output_tokens ELSE 0 END)
+    SELECT {key} AS k, """ + _MEASURES_SQL + """
     FROM llm_calls {where} GROUP BY k
 """
 
@@ -87,17 +107,31 @@ class SqliteLedger:
         connection.execute("COMMIT")
 
     def write(self, rows: Sequence[Row]) -> None:
+        """The rows, and what they add to the rollup, in one transaction. A row already in the ledger (a
+        spool replay, a batch retried after a lost COMMIT) is skipped, and adds nothing to the rollup."""
         connection = self._connection()
         placeholders = ",".join("?" * (len(COLUMNS) + 1))
-        values = [_values(row) for row in rows]
-        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("BEGIN IMMEDIATE")  # one writer at a time: nothing lands between the check and the insert
         try:
+            fresh = self._not_yet_written(connection, rows)
             connection.executemany(f"INSERT INTO llm_calls ({','.join(COLUMNS)}, cost_e10) VALUES ({placeholders}) "
-                                   "ON CONFLICT (id) DO NOTHING", values)
+                                   "ON CONFLICT (id) DO NOTHING", [_values(row) for row in fresh])
+            connection.executemany(ROLLUP_UPSERT.format(ps=",".join("?" * 14)),
+                                   [(*slot, *sums) for slot, sums in rollup.deltas(fresh, _e10).items()])
         except BaseException:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+
+    @staticmethod
+    def _not_yet_written(connection: sqlite3.Connection, rows: Sequence[Row]) -> list[Row]:
+        unique = list({row.id: row for row in rows}.values())
+        present: set[str] = set()
+        for start in range(0, len(unique), 500):
+            chunk = [row.id for row in unique[start:start + 500]]
+            present.update(found for (found,) in connection.execute(
+                f"SELECT id FROM llm_calls WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return [row for row in unique if row.id not in present] if present else unique
 
     @staticmethod
     def is_row_error(error: BaseException) -> bool:
@@ -111,11 +145,9 @@ class SqliteLedger:
 
     def summarize(self, since: datetime | None, until: datetime | None, by: str) -> list[tuple[Any, ...]]:
         # json_each compares the key as it is: no JSON path to escape, so any key works
-        key, key_args = group_key(by, day="substr(ts, 1, 10)",
-                                  tag="(SELECT value FROM json_each(llm_calls.tags) WHERE key = ?)", tag_arg=str)
-        where, args = time_range(since, until, "?", _iso)
-        cursor = self._connection().execute(_SUMMARY.format(key=key, where=where), [*key_args, *args])
-        return [(*row[:7], _from_e10(row[7]), *row[8:]) for row in cursor]
+        found = summarize(self._connection(), since, until, by, summary=_SUMMARY, day="substr(ts, 1, 10)",
+                          tag="(SELECT value FROM json_each(llm_calls.tags) WHERE key = ?)", placeholder="?", ts=_iso)
+        return [(*row[:7], _from_e10(row[7]), *row[8:]) for row in found]
 
     def rows(self, since: datetime | None, until: datetime | None) -> Iterator[Row]:
         where, args = time_range(since, until, "?", _iso)
@@ -134,7 +166,7 @@ def _values(row: Row) -> tuple[Any, ...]:
             encode_tags(row.tags), row.input_tokens, row.output_tokens, row.cache_read_tokens, row.cache_write_tokens,
             row.reasoning_tokens, None if cost is None else f"{cost:f}", row.cost_source, row.pricing_source,
             int(row.estimated), row.outcome, row.service_tier, int(row.batch), row.job, row.duration_s,
-            None if cost is None else int((cost / _E10).to_integral_value(ROUND_HALF_EVEN)))
+            None if cost is None else _e10(cost))
 
 
 def _row(values: Sequence[Any]) -> Row:
@@ -144,6 +176,10 @@ def _row(values: Sequence[Any]) -> Row:
     data["cost_usd"] = None if data["cost_usd"] is None else Decimal(data["cost_usd"])
     data["estimated"], data["batch"] = bool(data["estimated"]), bool(data["batch"])
     return Row(**data)
+
+
+def _e10(amount: Decimal) -> int:
+    return int((amount / _E10).to_integral_value(ROUND_HALF_EVEN))
 
 
 def _from_e10(units: int | None) -> Decimal:
