@@ -198,31 +198,30 @@ def _switch(mode: str, tracer_provider: Any, meter_provider: Any, client: Any, s
         instrumentor = OpenAIInstrumentor()
         return _Switch(_plain, lambda: instrumentor.instrument(tracer_provider=tracer_provider),
                        instrumentor.uninstrument)
+    # OpenLLMetry's and OpenLIT's uninstrument() leave their wrapper in place, and instrument() adds another
+    # on top (checked: a call makes 1, then 2, then 3 spans): they are switched by putting the SDK method
+    # back as it was before they patched it, and their patched one again.
+    from openai.resources.chat.completions import Completions
+
+    bare = Completions.__dict__["create"]
     if mode == "OpenLIT":
         import openlit
         from openlit._instrumentors import MODULE_NAME_MAP
-        from openlit.instrumentation.openai import OpenAIInstrumentor as OpenLITOpenAI
-
-        captured: dict[str, Any] = {}
-        original = OpenLITOpenAI.instrument
-
-        def capturing(self: Any, **kwargs: Any) -> Any:  # to switch it on again with what openlit.init gave
-            captured.update(kwargs)
-            return original(self, **kwargs)
-
-        OpenLITOpenAI.instrument = capturing  # type: ignore[method-assign]
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as prices:  # no network
             json.dump({"chat": {"gpt-4o": {"promptPrice": 0.0025, "completionPrice": 0.01}}}, prices)
         openlit.init(pricing_json=prices.name, disable_events=True,
                      disabled_instrumentors=[name for name in MODULE_NAME_MAP if name != "openai"])
-        peer = OpenLITOpenAI()
-        return _Switch(_plain, lambda: original(peer, **captured), peer.uninstrument)
-    import importlib
+    else:
+        import importlib
 
-    peer = importlib.import_module(PEER_MODULES[mode]).OpenAIInstrumentor()
-    peer.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    return _Switch(_plain, lambda: peer.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider),
-                   peer.uninstrument)
+        peer = importlib.import_module(PEER_MODULES[mode]).OpenAIInstrumentor()
+        peer.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        if mode == "official genai-openai":  # its uninstrument() restores the method exactly
+            return _Switch(_plain, lambda: peer.instrument(tracer_provider=tracer_provider,
+                                                           meter_provider=meter_provider), peer.uninstrument)
+    patched = Completions.__dict__["create"]
+    return _Switch(_plain, lambda: setattr(Completions, "create", patched),
+                   lambda: setattr(Completions, "create", bare))
 
 
 def _window(switch: _Switch, call: Callable[[], Any], n: int, reader: Any) -> float:

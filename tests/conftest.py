@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import os
 import warnings
 from collections.abc import Iterator
@@ -171,23 +173,47 @@ def redis_cluster_url(tmp_path_factory) -> Iterator[str]:
         _stop_all(processes)
 
 
-@pytest.fixture(scope="session")
-def redis_sentinel_url(tmp_path_factory) -> Iterator[str]:
-    """A real master, its replica and a sentinel that monitors them (`redis-server --sentinel`)."""
-    directory = tmp_path_factory.mktemp("redis-sentinel")
+@contextlib.contextmanager
+def sentinel_setup(directory) -> Iterator[tuple[str, list]]:
+    """A real master, its replica and a sentinel that monitors them (`redis-server --sentinel`): the
+    client URL, and the processes (master first)."""
     master, replica, sentinel = _free_ports(3)
     (directory / "sentinel.conf").write_text(
         f"port {sentinel}\nbind 127.0.0.1\nsentinel monitor llm-cost 127.0.0.1 {master} 1\n"
         "sentinel down-after-milliseconds llm-cost 1000\nsentinel failover-timeout llm-cost 5000\n")
-    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    # a backlog large enough that a replica that falls behind under load resyncs partially: a full resync
+    # empties it first, and a failover in that moment would promote an empty replica
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--repl-backlog-size", "64mb",
+              "--repl-diskless-sync-delay", "0"]  # Redis 7 waits 5 s for more replicas before the first sync
     processes = _redis_processes(directory, ["--port", str(master), *common],
                                  ["--port", str(replica), *common, "--replicaof", "127.0.0.1", str(master)],
                                  ["sentinel.conf", "--sentinel", "--port", str(sentinel)])
     try:
         _wait_for_sentinel(sentinel, "llm-cost")
-        yield f"redis+sentinel://127.0.0.1:{sentinel}/llm-cost"
+        _wait_for_replica(replica)
+        yield f"redis+sentinel://127.0.0.1:{sentinel}/llm-cost", processes
     finally:
-        _stop_all(processes)
+        _stop_all([p for p in processes if p.poll() is None])
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url(tmp_path_factory) -> Iterator[str]:
+    with sentinel_setup(tmp_path_factory.mktemp("redis-sentinel")) as (url, _):
+        yield url
+
+
+def _wait_for_replica(port: int) -> None:
+    """Until the replica has its master's data (its first sync done): before then a failover would
+    promote an empty replica."""
+    import time
+
+    import redis
+
+    client = redis.Redis(port=port, decode_responses=True)
+    deadline = time.monotonic() + 30
+    while client.info("replication").get("master_link_status") != "up":
+        assert time.monotonic() < deadline, "the replica never synced with its master"
+        time.sleep(0.1)
 
 
 def _wait_for_sentinel(port: int, service: str) -> None:

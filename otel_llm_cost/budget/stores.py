@@ -508,6 +508,8 @@ return 1
 """
 
 _DAY = 86_400
+_REPLICATION_WAIT = 1.0
+"""Seconds a batch of settles waits for a replica behind Sentinel before it is tried again."""
 _APPLIED_MARKER_TTL = 8 * _DAY
 """How long an applied write's id is remembered: longer than any outage whose writes are still queued."""
 
@@ -556,6 +558,12 @@ class RedisStore:
         self._tag = "{" + prefix + "}"
         self._reserve_script = self._redis.register_script(_RESERVE)
         self._apply_script = self._redis.register_script(_APPLY)
+        self._replicated = url.startswith("redis+sentinel://")
+        """Behind Sentinel, a failover promotes a replica that may not have the master's last writes: a
+        batch of writes counts as applied only once a replica has it too (`WAIT`), while the master has
+        one; until then it stays queued and is applied again, at most once by its op id, on whichever
+        master there is. A master left without replicas (its only one died) has nothing to wait for."""
+        self._replicas = (0, 0.0)
 
     def _guarded(self, work: Callable[[], Any]) -> Any:
         """Run `work` against Redis; after a connection failure, fail fast for a few seconds."""
@@ -617,6 +625,16 @@ class RedisStore:
             args.extend((member, slot, _retention(window)))
         return keys, args
 
+    def _replica_count(self) -> int:
+        """How many replicas the master has (`ROLE`), looked up at most every few seconds."""
+        count, checked = self._replicas
+        now = time.monotonic()
+        if now - checked > 5.0:
+            role = self._redis.execute_command("ROLE")
+            count = len(role[2]) if role and role[0] == "master" else 0
+            self._replicas = (count, now)
+        return count
+
     def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None:
         self._apply(op_id, self._released(reservations), actual)
 
@@ -635,7 +653,13 @@ class RedisStore:
                     items = self._released(reservations) if reservations else [(*slot, "") for slot in slots]
                     keys, args = self._apply_arguments(op_id, items, amount)
                     self._apply_script(keys=keys, args=args, client=pipe)
-                pipe.execute()
+                waits = self._replicated and self._replica_count() > 0
+                if waits:
+                    pipe.execute_command("WAIT", 1, int(_REPLICATION_WAIT * 1000))
+                replies = pipe.execute()
+            if waits and int(replies[-1]) < 1:
+                self._replicas = (0, 0.0)  # look again next time: the replica may be gone
+                raise self._unreachable[0]("no replica has these writes yet")
 
         self._guarded(work)
 
