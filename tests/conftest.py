@@ -422,7 +422,7 @@ class DownLedgerBackend:
         self.url = url
         self.error = error
 
-    def write(self, rows) -> None:
+    def write(self, rows, fresh: bool = False) -> None:
         raise self.error
 
     def is_row_error(self, error: BaseException) -> bool:

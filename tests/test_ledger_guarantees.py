@@ -430,9 +430,9 @@ def test_a_report_right_after_a_burst_sees_every_row(tmp_path):
     backend = open_backend(f"sqlite:///{tmp_path / 'usage.db'}")
     write = backend.write
 
-    def slow_write(rows):
+    def slow_write(rows, fresh=False):
         time.sleep(0.2)
-        write(rows)
+        write(rows, fresh=fresh)
 
     backend.write = slow_write
     ledger = Ledger(backend, interval=0.05)

@@ -57,8 +57,10 @@ class LedgerBackend(Protocol):
 
     url: str
 
-    def write(self, rows: Sequence[Row]) -> None:
-        """Append rows in one transaction (all or none); a row whose `id` is already there is skipped."""
+    def write(self, rows: Sequence[Row], fresh: bool = False) -> None:
+        """Append rows in one transaction (all or none), and what they add to the rollup; a row whose `id`
+        is already there is skipped. `fresh`: the rows were never tried before (the backend may skip
+        looking for them)."""
 
     def is_row_error(self, error: BaseException) -> bool:
         """True when `error` was caused by the rows' contents (retrying cannot help), not by the database."""
@@ -188,12 +190,13 @@ class Ledger:
         """Write everything queued now, batch by batch, then any spool waiting; stop at an outage."""
         ok = True
         while True:
+            fresh = not self._retry  # a batch tried before may have been written (a lost COMMIT reply)
             batch = self._retry or self._take()
             self._retry = []
             if not batch:
                 break
             self._inflight = batch
-            left = self._settle(batch)
+            left = self._settle(batch, fresh)
             self._inflight = []
             self._done(len(batch) - len(left))
             if left:
@@ -227,11 +230,13 @@ class Ledger:
                 self._queue.unfinished_tasks -= count
                 done.notify_all()
 
-    def _settle(self, rows: list[Row]) -> list[Row]:
+    def _settle(self, rows: list[Row], fresh: bool = False) -> list[Row]:
         """Write `rows`; return those left for a later try because the database is down. A batch the
-        database refuses for its contents is halved until the refused row stands alone, and dropped."""
+        database refuses for its contents is halved until the refused row stands alone, and dropped.
+        `fresh`: never tried before, so none of them can be in the ledger (ids are new, and one process
+        writes a row), and the backend need not look."""
         try:
-            self.backend.write(rows)
+            self.backend.write(rows, fresh=fresh)
         except Exception as error:
             if not self.backend.is_row_error(error):
                 self._incident.failed(error, f"rows are kept in memory (up to {self._max_queue:,}, spooled to "
@@ -241,8 +246,8 @@ class Ledger:
                 self._reject(rows[0], error)
                 return []
             middle = len(rows) // 2
-            left = self._settle(rows[:middle])
-            return left + rows[middle:] if left else self._settle(rows[middle:])
+            left = self._settle(rows[:middle], fresh)  # the refused transaction wrote nothing
+            return left + rows[middle:] if left else self._settle(rows[middle:], fresh)
         self.written += len(rows)
         if self._incident.ongoing:
             self._incident.recovered(f"{len(rows):,} waiting rows written")

@@ -96,7 +96,7 @@ class PostgresLedger:
                     connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
         connection.commit()
 
-    def write(self, rows: Sequence[Row]) -> None:
+    def write(self, rows: Sequence[Row], fresh: bool = False) -> None:
         """The rows, and what they add to the rollup, in one transaction: only the rows this insert really
         added (RETURNING), so a row already in the ledger adds nothing, whichever host wrote it first."""
         connection = self._connection()
@@ -111,9 +111,9 @@ class PostgresLedger:
                     inserted.update(str(found) for (found,) in cursor.fetchall())
                     if not cursor.nextset():
                         break
-                fresh = [row for row in unique if row.id in inserted]
+                added = [row for row in unique if row.id in inserted]  # `fresh` or not, RETURNING knows
                 # the same order on every host: two writers' upserts never wait on each other in a cycle
-                deltas = sorted(rollup.deltas(fresh).items())
+                deltas = sorted(rollup.deltas(added).items())
                 cursor.executemany(ROLLUP_UPSERT.format(ps=",".join(["%s"] * 14)),
                                    [(*slot, *sums) for slot, sums in deltas])
             connection.commit()

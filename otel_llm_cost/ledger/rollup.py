@@ -53,8 +53,13 @@ def deltas(rows: Iterable[Any], money: Callable[[Decimal], Any] = Decimal) -> di
     and the rows add up to the same amount to the last unit."""
     out: dict[tuple[str, str, str], list[Any]] = {}
     zero = money(Decimal(0))
+    days: dict[Any, str] = {}
     for row in rows:
-        day = _day(row.ts)
+        day = days.get(row.ts.date()) if row.ts.tzinfo is UTC else None
+        if day is None:
+            day = _day(row.ts)
+            if row.ts.tzinfo is UTC:
+                days[row.ts.date()] = day
         blocked = row.outcome == "blocked"
         cost = row.cost_usd
         values = (0 if blocked else 1, row.input_tokens, row.output_tokens, row.cache_read_tokens,

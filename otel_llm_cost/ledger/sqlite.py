@@ -106,14 +106,15 @@ class SqliteLedger:
             raise
         connection.execute("COMMIT")
 
-    def write(self, rows: Sequence[Row]) -> None:
+    def write(self, rows: Sequence[Row], fresh: bool = False) -> None:
         """The rows, and what they add to the rollup, in one transaction. A row already in the ledger (a
-        spool replay, a batch retried after a lost COMMIT) is skipped, and adds nothing to the rollup."""
+        spool replay, a batch retried after a lost COMMIT) is skipped, and adds nothing to the rollup;
+        `fresh` rows (never tried before) are not looked for."""
         connection = self._connection()
         placeholders = ",".join("?" * (len(COLUMNS) + 1))
         connection.execute("BEGIN IMMEDIATE")  # one writer at a time: nothing lands between the check and the insert
         try:
-            fresh = self._not_yet_written(connection, rows)
+            fresh = list({row.id: row for row in rows}.values()) if fresh else self._not_yet_written(connection, rows)
             connection.executemany(f"INSERT INTO llm_calls ({','.join(COLUMNS)}, cost_e10) VALUES ({placeholders}) "
                                    "ON CONFLICT (id) DO NOTHING", [_values(row) for row in fresh])
             connection.executemany(ROLLUP_UPSERT.format(ps=",".join("?" * 14)),
