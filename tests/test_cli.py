@@ -270,3 +270,27 @@ def test_two_demo_runs_keep_their_own_sessions_under_the_demos_service_name(tmp_
     assert len(runaway) == 2 and all(group["cost_usd"] == runaway[0]["cost_usd"] for group in runaway)
     services = json.loads(run("report", "--ledger", url, "--by", "service", "--format", "json").stdout)["groups"]
     assert [group["key"] for group in services] == ["otel-llm-cost-demo"]
+
+
+def test_fake_provider_serves_the_grpc_apis_when_asked():
+    """`otel-llm-cost fake-provider --grpc` also serves xAI's gRPC API, and says where: a real xai-sdk
+    call goes through it."""
+    import re
+    import signal
+
+    pytest.importorskip("xai_sdk")
+    from xai_sdk import Client
+    from xai_sdk.chat import user
+
+    server = subprocess.Popen([sys.executable, "-m", "otel_llm_cost.cli", "fake-provider", "--port", "0", "--grpc"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [server.stdout.readline() for _ in range(8)]
+        address = next(re.search(r"api_host='([^']+)'", line).group(1) for line in lines if "api_host=" in line)
+        chat = Client(api_key="k", api_host=address, use_insecure_channel=True).chat.create(model="grok-4")
+        chat.append(user("Hi"))
+        assert chat.sample().content == "Hello from the fake provider."
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=20)
+    assert server.returncode == 0 and "Traceback" not in err

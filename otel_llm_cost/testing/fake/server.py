@@ -277,6 +277,9 @@ def add_arguments(parser: Any) -> None:
                              "(fields of ModelBehaviour; repeatable)")
     parser.add_argument("--until-stdin-closes", action="store_true",
                         help="stop when standard input closes (for a harness that owns this process)")
+    parser.add_argument("--grpc", action="store_true",
+                        help="also serve the gRPC APIs (xai-sdk; Gemini and Vertex AI over gRPC) on a port of their "
+                             "own, printed at start (needs grpcio and the SDK's protobuf package)")
 
 
 def serve(args: Any) -> int:
@@ -297,13 +300,23 @@ def serve(args: Any) -> int:
             values = dict(item.split("=", 1) for item in fields.split(",") if item)
             fake.set_model(name, **{k: (int(v) if v.isdigit() else v) for k, v in values.items()})
         print(fake.url, flush=True)
+        grpc_line = ""
+        if getattr(args, "grpc", False):
+            try:
+                grpc_line = (f"  xAI (xai-sdk), over gRPC                api_host={fake.grpc_address!r}, "
+                             "use_insecure_channel=True\n")
+            except ImportError as error:
+                print(f"otel-llm-cost: cannot serve gRPC ({error}); pip install grpcio", file=sys.stderr)
+                return 2
+        if args.until_stdin_closes and grpc_line:
+            print(fake.grpc_address, flush=True)
         if not args.until_stdin_closes:
             print(f"  OpenAI and every OpenAI-compatible SDK   base_url={fake.openai_url}\n"
                   f"  Anthropic                               base_url={fake.anthropic_url}\n"
                   f"  Gemini (google-genai)                   HttpOptions(base_url={fake.gemini_url!r})\n"
                   f"  Bedrock (boto3)                         endpoint_url={fake.bedrock_url}\n"
                   f"  Mistral, Cohere, Ollama                 server_url / base_url / host={fake.url}\n"
-                  "serving until Ctrl-C", flush=True)
+                  f"{grpc_line}serving until Ctrl-C", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
