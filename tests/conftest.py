@@ -202,6 +202,32 @@ def redis_sentinel_url(tmp_path_factory) -> Iterator[str]:
         yield url
 
 
+LANGSMITH_OTEL_EXPORT = {"LANGSMITH_OTEL_ENABLED": "true", "LANGSMITH_TRACING": "true", "LANGSMITH_OTEL_ONLY": "true",
+                         "LANGSMITH_API_KEY": "lsv2-offline"}
+"""LangSmith's OpenTelemetry export, switched on offline: what an app sets in its environment."""
+
+IN_MEMORY_TELEMETRY = r"""
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+meter_provider = MeterProvider(metric_readers=[reader])
+
+
+def metric_sum(name):
+    return sum(p.value for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+               for m in sm.metrics if m.name == name for p in m.data.data_points)
+"""
+"""The opening of an app the framework tests run in a process of its own (LangSmith reads its settings
+at import): spans go to `exporter` under `provider`, metrics to `reader` under `meter_provider`."""
+
+
 def _wait_for_replica(port: int) -> None:
     """Until the replica has its master's data (its first sync done): before then a failover would
     promote an empty replica."""

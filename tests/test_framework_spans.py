@@ -12,7 +12,7 @@ import sys
 from decimal import Decimal
 
 import pytest
-from conftest import our_spans
+from conftest import IN_MEMORY_TELEMETRY, LANGSMITH_OTEL_EXPORT, our_spans
 from opentelemetry import trace
 
 import otel_llm_cost as llm_cost
@@ -20,23 +20,12 @@ from otel_llm_cost import _setup
 
 pytest.importorskip("langsmith", reason="the peers extra installs langchain-openai, which brings langsmith")
 
-_LANGSMITH_APP = r"""
+_LANGSMITH_APP = f"""
 import os, sys
-os.environ.update(LANGSMITH_OTEL_ENABLED="true", LANGSMITH_TRACING="true", LANGSMITH_OTEL_ONLY="true",
-                  LANGSMITH_API_KEY="lsv2-offline")
-from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-trace.set_tracer_provider(provider)
+os.environ.update({LANGSMITH_OTEL_EXPORT!r})
+""" + IN_MEMORY_TELEMETRY + r"""
 import otel_llm_cost as llm_cost
-processor = llm_cost.configure(tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]),
-                               budget_usd="0.0075")
+processor = llm_cost.configure(tracer_provider=provider, meter_provider=meter_provider, budget_usd="0.0075")
 from langchain_core.output_parsers import StrOutputParser
 from langchain_openai import ChatOpenAI
 chain = ChatOpenAI(model="gpt-4o", base_url=sys.argv[1], api_key="k", max_tokens=100, max_retries=0) | StrOutputParser()
@@ -46,9 +35,7 @@ from langchain_core.tracers.langchain import wait_for_all_tracers
 wait_for_all_tracers()  # LangSmith exports its run tree after the fact, from a thread of its own
 provider.force_flush()
 scopes = sorted({s.instrumentation_scope.name for s in exporter.get_finished_spans()})
-calls = sum(p.value for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
-            for m in sm.metrics if m.name == "llm_cost.calls" for p in m.data.data_points)
-print(",".join(scopes), processor.totals.session(None).calls, calls, llm_cost.budget_remaining().spent, flush=True)
+print(",".join(scopes), processor.totals.session(None).calls, metric_sum("llm_cost.calls"), llm_cost.budget_remaining().spent, flush=True)
 """
 
 

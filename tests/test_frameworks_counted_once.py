@@ -19,28 +19,19 @@ import sys
 from decimal import Decimal
 
 import pytest
+from conftest import IN_MEMORY_TELEMETRY, LANGSMITH_OTEL_EXPORT
 
 pytest.importorskip("langsmith", reason="the peers extra installs langchain-openai, which brings langsmith")
 
-_APP = r"""
+_APP = f"""
 import json, os, sys
 framework, langsmith, url, ledger = sys.argv[1:5]
 if langsmith == "on":
-    os.environ.update(LANGSMITH_OTEL_ENABLED="true", LANGSMITH_TRACING="true", LANGSMITH_OTEL_ONLY="true",
-                      LANGSMITH_API_KEY="lsv2-offline")
-from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-trace.set_tracer_provider(provider)
+    os.environ.update({LANGSMITH_OTEL_EXPORT!r})
+""" + IN_MEMORY_TELEMETRY + r"""
 import otel_llm_cost as llm_cost
-processor = llm_cost.configure(tracer_provider=provider, meter_provider=MeterProvider(metric_readers=[reader]),
-                               budget_usd="0.02", ledger=f"sqlite:///{ledger}")
+processor = llm_cost.configure(tracer_provider=provider, meter_provider=meter_provider, budget_usd="0.02",
+                               ledger=f"sqlite:///{ledger}")
 
 if framework == "pydantic-ai":
     from openai import AsyncOpenAI
@@ -88,8 +79,7 @@ print(json.dumps({
     "ours": sum(1 for s in spans if s.instrumentation_scope.name == "otel_llm_cost"),
     "totals": processor.totals.session(None).calls,
     "cost": str(processor.totals.session(None).cost),
-    "metric": sum(p.value for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
-                  for m in sm.metrics if m.name == "llm_cost.calls" for p in m.data.data_points),
+    "metric": metric_sum("llm_cost.calls"),
     "spent": str(llm_cost.budget_remaining().spent),
 }), flush=True)
 """

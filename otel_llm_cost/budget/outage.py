@@ -12,8 +12,8 @@ While the store is unreachable:
 
 The outage is logged when it starts and when it ends, one line each, every time.
 
-Settles also leave the call's critical path when the store is up (`write_behind`): a settle is queued
-and a background thread applies what has gathered (a few milliseconds' worth) in one round trip, one
+Writes also leave the call's critical path when the store is up (`write_behind`): a settle (or the
+spend of another instrumentation's call, `add`) is queued and a background thread applies what has gathered (a few milliseconds' worth) in one round trip, one
 SQLite transaction or one Redis pipeline. A reservation held a little longer only ever over-reserves,
 so strictness is unchanged; reads (`usage`, `keys`) apply the queue first, so this process always reads
 its own spend, and the queue is applied at exit. A forked child starts with an empty queue (the
@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ from typing import Final
 from otel_llm_cost._bounded import Bounded
 from otel_llm_cost._log import Incident
 from otel_llm_cost._process import at_multiprocessing_exit
-from otel_llm_cost.budget.stores import BudgetStore, Claim, Refusal, Reservation, StoreUnavailable
+from otel_llm_cost.budget.stores import BudgetStore, Claim, Refusal, Reservation, StoreUnavailable, new_id
 
 __all__ = ["OutageBuffer", "FAILURE_POLICIES"]
 
@@ -123,15 +122,10 @@ class OutageBuffer:
 
     def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None:
         slots = tuple((r.budget, r.key, r.window) for r in reservations)
-        write = _Write(op_id or uuid.uuid4().hex, slots, actual, tuple(reservations))
-        if self.write_behind is None:
-            self._write(write)
-        else:
-            self._enqueue(write)
-            self._wake_settler()
+        self._write(_Write(op_id or new_id(), slots, actual, tuple(reservations)))
 
     def add(self, budget: str, key: str, window: str, amount: Decimal, op_id: str | None = None) -> None:
-        self._write(_Write(op_id or uuid.uuid4().hex, ((budget, key, window),), amount))
+        self._write(_Write(op_id or new_id(), ((budget, key, window),), amount))
 
     def usage(self, budget: str, key: str, window: str) -> tuple[Decimal, Decimal]:
         slot = (budget, key, window)
@@ -190,6 +184,12 @@ class OutageBuffer:
 
     # --- the outage ---
     def _write(self, write: _Write) -> None:
+        """Apply a settle or an add now, or, with write-behind, leave it to the settler; queued either way
+        while the store is unreachable."""
+        if self.write_behind is not None:
+            self._enqueue(write)
+            self._wake_settler()
+            return
         try:
             self._replay()
             write.apply(self.store)

@@ -33,6 +33,13 @@ def given_int(*values: Any) -> int | None:
     return None
 
 
+def count(obj: Any, name: str) -> int | None:
+    """A count a response reports (`obj.name`): a non-negative int, else None (missing, null, a bool,
+    a negative or fractional number)."""
+    value = field(obj, name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def text(obj: Any, name: str) -> str | None:
     value = field(obj, name)
     return value if isinstance(value, str) else None

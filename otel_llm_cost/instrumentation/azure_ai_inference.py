@@ -20,7 +20,7 @@ from typing import Any
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import field, given, given_int, given_str
+from otel_llm_cost.instrumentation._read import count, field, given, given_int, given_str
 from otel_llm_cost.instrumentation._refusal import ErrorBase
 from otel_llm_cost.instrumentation.openai import ChatStream, read_chat_response
 from otel_llm_cost.providers import route_for_url
@@ -58,8 +58,8 @@ def _request_reader(operation: str, inputs: str) -> Any:
 
 
 def _read_embeddings(response: Any) -> Outcome:
-    tokens = field(field(response, "usage"), "prompt_tokens")
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+    tokens = count(field(response, "usage"), "prompt_tokens")
+    if tokens is None:
         return Outcome(estimate_unreported=True)
     return Outcome(usage=Usage(input_tokens=tokens), response_model=given_str(field(response, "model")))
 

@@ -17,7 +17,7 @@ from typing import Any
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
 from otel_llm_cost.instrumentation._refusal import Answer, Direct, ErrorBase, refusal_id
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import field, given_int, text
+from otel_llm_cost.instrumentation._read import count, field, given_int, text
 from otel_llm_cost.usage import Usage, usage_from_gemini
 
 __all__ = ["GoogleGenAIInstrumentor"]
@@ -121,8 +121,8 @@ def _read_embed_response(response: Any) -> Outcome:
     """The count the response reports wins: the Gemini API's `usage_metadata.prompt_token_count` (newer
     embedding models send it), or Vertex AI's per-embedding `statistics.token_count`. Only when neither
     is there is the input estimated from the request, and marked estimated."""
-    reported = field(field(response, "usage_metadata"), "prompt_token_count")
-    if isinstance(reported, int) and not isinstance(reported, bool) and reported >= 0:
+    reported = count(field(response, "usage_metadata"), "prompt_token_count")
+    if reported is not None:
         return Outcome(usage=Usage(input_tokens=reported))
     embeddings = field(response, "embeddings")
     counts = [field(field(e, "statistics"), "token_count") for e in embeddings or ()]

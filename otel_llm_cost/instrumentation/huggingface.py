@@ -25,7 +25,7 @@ from otel_llm_cost import _state
 from otel_llm_cost.estimate import estimate_text_tokens
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import asking_stream_usage, field, given, given_int, given_str
+from otel_llm_cost.instrumentation._read import asking_stream_usage, count, field, given, given_int, given_str
 from otel_llm_cost.instrumentation.openai import ChatStream, read_chat_response
 from otel_llm_cost.providers import route_of
 from otel_llm_cost.usage import Usage
@@ -35,9 +35,12 @@ __all__ = ["HuggingFaceInstrumentor"]
 _UNPRICED_PROVIDERS = frozenset({None, "", "auto", "hf-inference"})
 
 
+_URL = ("http://", "https://")
+
+
 def provider_name(provider: Any, model: Any) -> tuple[str, str | None, int | None]:
     """The provider's name for spans and prices, and the server when the client was given a URL."""
-    if isinstance(model, str) and model.startswith(("http://", "https://")):
+    if isinstance(model, str) and model.startswith(_URL):
         route = route_of(model, _state.settings().providers, "huggingface")
         return route.provider, route.host, route.port
     if provider in _UNPRICED_PROVIDERS or not isinstance(provider, str):
@@ -45,10 +48,20 @@ def provider_name(provider: Any, model: Any) -> tuple[str, str | None, int | Non
     return f"huggingface_{provider}", None, None
 
 
+def _models(instance: Any, kwargs: dict[str, Any]) -> tuple[Any, str | None]:
+    """The client's own model (a Hub id or a URL) and the one this call uses (the call's wins)."""
+    client_model = getattr(instance, "model", None)
+    return client_model, given_str(kwargs.get("model")) or (client_model if isinstance(client_model, str) else None)
+
+
+def _span_model(model: str | None) -> str | None:
+    """A URL names a server, not a model: the span then has no model."""
+    return None if model is not None and model.startswith(_URL) else model
+
+
 def _read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
     messages = args[0] if args else kwargs.get("messages")
-    client_model = getattr(instance, "model", None)
-    model = given_str(kwargs.get("model")) or (client_model if isinstance(client_model, str) else None)
+    client_model, model = _models(instance, kwargs)
     provider, host, port = provider_name(getattr(instance, "provider", None), client_model)
     stream = given(kwargs.get("stream")) is True
     asking = asking_stream_usage(kwargs) if stream and _state.settings().stream_usage else None
@@ -56,7 +69,7 @@ def _read_chat_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, A
         operation="chat",
         provider=provider,
         api="openai.chat",
-        model=None if model is not None and model.startswith(("http://", "https://")) else model,
+        model=_span_model(model),
         kwargs=kwargs if asking is None else asking,
         max_tokens=given_int(kwargs.get("max_tokens")),
         stream=stream,
@@ -75,14 +88,13 @@ def _task_reader(operation: str, first: str, max_tokens_key: str | None) -> Any:
     """A task that takes its input first (`prompt`, `text`), named and priced like chat."""
 
     def read(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Request:
-        client_model = getattr(instance, "model", None)
-        model = given_str(kwargs.get("model")) or (client_model if isinstance(client_model, str) else None)
+        _, model = _models(instance, kwargs)
         provider, host, port = provider_name(getattr(instance, "provider", None), model)
         return Request(
             operation=operation,
             provider=provider,
             api=f"huggingface.{operation}",
-            model=None if model is not None and model.startswith(("http://", "https://")) else model,
+            model=_span_model(model),
             kwargs=kwargs,
             max_tokens=given_int(kwargs.get(max_tokens_key)) if max_tokens_key else 0,
             stream=given(kwargs.get("stream")) is True,
@@ -101,8 +113,8 @@ def _finish_reason(item: Any) -> tuple[str, ...]:
 
 def _read_generation(response: Any) -> Outcome:
     """`str`, or `TextGenerationOutput` (`details=True`): TGI's token count when it came, else the text's."""
-    generated = field(field(response, "details"), "generated_tokens")
-    if not isinstance(generated, int) or isinstance(generated, bool) or generated < 0:
+    generated = count(field(response, "details"), "generated_tokens")
+    if generated is None:
         text = response if isinstance(response, str) else field(response, "generated_text")
         generated = estimate_text_tokens(text) if isinstance(text, str) else 0
     return Outcome(usage=Usage(output_tokens=generated), estimate_unreported=True,

@@ -19,7 +19,7 @@ import wrapt
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import field, given_int
+from otel_llm_cost.instrumentation._read import count, field, given_int
 from otel_llm_cost.instrumentation._refusal import ErrorBase
 from otel_llm_cost.usage import Usage
 
@@ -64,17 +64,12 @@ def _read_request(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
     )
 
 
-def _count(metrics: Any, name: str) -> int | None:
-    value = field(metrics, name)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
 def _read_prediction(prediction: Any) -> Outcome:
     """The counts in `metrics`, which come once the prediction has ended. Without them (a prediction
     `replicate.run` returned while `processing`, never reloaded) the output is counted, one token per
     item of a language model's output list, and the input estimated: marked estimated."""
     metrics = field(prediction, "metrics")
-    input_tokens, output_tokens = _count(metrics, "input_token_count"), _count(metrics, "output_token_count")
+    input_tokens, output_tokens = count(metrics, "input_token_count"), count(metrics, "output_token_count")
     status = field(prediction, "status")
     if input_tokens is None and output_tokens is None:
         output = field(prediction, "output")

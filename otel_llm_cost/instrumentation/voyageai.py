@@ -11,7 +11,7 @@ from typing import Any
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import field, given_str
+from otel_llm_cost.instrumentation._read import count, given_str
 from otel_llm_cost.instrumentation._refusal import ErrorBase
 from otel_llm_cost.usage import Usage
 
@@ -37,8 +37,8 @@ def _request_reader(method: str) -> Any:
 
 
 def _read_response(response: Any) -> Outcome:
-    tokens = field(response, "total_tokens")
-    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0:
+    tokens = count(response, "total_tokens")
+    if tokens is None:
         return Outcome(estimate_unreported=True)
     return Outcome(usage=Usage(input_tokens=tokens))
 

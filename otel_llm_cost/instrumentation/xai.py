@@ -21,7 +21,7 @@ from typing import Any
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import field
+from otel_llm_cost.instrumentation._read import count, field
 from otel_llm_cost.instrumentation._refusal import Answer, Direct, refusal_id
 from otel_llm_cost.usage import Usage
 
@@ -57,8 +57,7 @@ def _response_of(result: Any) -> Any:
 
 
 def _count(usage: Any, name: str) -> int:
-    value = field(usage, name)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return count(usage, name) or 0
 
 
 def _read_response(result: Any) -> Outcome:

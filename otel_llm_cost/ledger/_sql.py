@@ -50,8 +50,7 @@ def rollup_migration(*, table: str, day: str, measures: str, tag_source: str) ->
     drop the per-key indexes. `day` and `measures` are the dialect's day expression and summary sums;
     `tag_source` what to join llm_calls with for one row per tag (columns `key` and `value`)."""
     statements = [table]
-    for dim in ("model", "provider", "session", "user", "service", "job"):
-        column = _COLUMNS[dim]
+    for dim, column in _COLUMNS.items():
         statements.append(f"INSERT INTO llm_rollup SELECT '{dim}', {day}, "
                           f"CASE WHEN {column} IS NULL THEN '' ELSE '=' || {column} END, {measures} "
                           f"FROM llm_calls GROUP BY 2, 3")

@@ -100,7 +100,7 @@ class PostgresLedger:
         """The rows, and what they add to the rollup, in one transaction: only the rows this insert really
         added (RETURNING), so a row already in the ledger adds nothing, whichever host wrote it first."""
         connection = self._connection()
-        unique = list({row.id: row for row in rows}.values())
+        unique = rollup.distinct(rows)
         try:
             with connection.transaction(), connection.cursor() as cursor:
                 cursor.executemany(

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["DIMENSIONS", "MEASURES", "deltas", "encode_key", "decode_key", "split", "rolls_up", "merge"]
+__all__ = ["DIMENSIONS", "MEASURES", "distinct", "deltas", "encode_key", "decode_key", "split", "rolls_up", "merge"]
 
 DIMENSIONS = ("model", "provider", "session", "user", "service", "job")
 """The columns a report groups by, besides the day and tags."""
@@ -45,6 +45,11 @@ def rolls_up(by: str) -> bool:
 
 def _day(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def distinct(rows: Iterable[Any]) -> list[Any]:
+    """A batch's rows, each id once: a row twice in one batch is one row, and adds to the rollup once."""
+    return list({row.id: row for row in rows}.values())
 
 
 def deltas(rows: Iterable[Any], money: Callable[[Decimal], Any] = Decimal) -> dict[tuple[str, str, str], list[Any]]:

@@ -114,19 +114,19 @@ class SqliteLedger:
         placeholders = ",".join("?" * (len(COLUMNS) + 1))
         connection.execute("BEGIN IMMEDIATE")  # one writer at a time: nothing lands between the check and the insert
         try:
-            fresh = list({row.id: row for row in rows}.values()) if fresh else self._not_yet_written(connection, rows)
+            unique = rollup.distinct(rows)
+            added = unique if fresh else self._not_yet_written(connection, unique)
             connection.executemany(f"INSERT INTO llm_calls ({','.join(COLUMNS)}, cost_e10) VALUES ({placeholders}) "
-                                   "ON CONFLICT (id) DO NOTHING", [_values(row) for row in fresh])
+                                   "ON CONFLICT (id) DO NOTHING", [_values(row) for row in added])
             connection.executemany(ROLLUP_UPSERT.format(ps=",".join("?" * 14)),
-                                   [(*slot, *sums) for slot, sums in rollup.deltas(fresh, _e10).items()])
+                                   [(*slot, *sums) for slot, sums in rollup.deltas(added, _e10).items()])
         except BaseException:
             connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
 
     @staticmethod
-    def _not_yet_written(connection: sqlite3.Connection, rows: Sequence[Row]) -> list[Row]:
-        unique = list({row.id: row for row in rows}.values())
+    def _not_yet_written(connection: sqlite3.Connection, unique: list[Row]) -> list[Row]:
         present: set[str] = set()
         for start in range(0, len(unique), 500):
             chunk = [row.id for row in unique[start:start + 500]]
