@@ -22,7 +22,7 @@ from otel_llm_cost import _state
 from otel_llm_cost.context import current_session
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._read import field, given
+from otel_llm_cost.instrumentation._read import field, given, text
 from otel_llm_cost.providers import reported_cost
 from otel_llm_cost.usage import usage_from_anthropic_messages
 
@@ -45,18 +45,17 @@ def _read_query(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     named = dict(zip(("prompt", "options", "transport"), args))
     named.update(kwargs)
     options = given(named.get("options"))
-    model = field(options, "model")
     prompt = named.get("prompt")
     send = {**kwargs, "options": _capped(options)} if "options" in kwargs else kwargs  # as `query()` passes it
     return Request(
         operation="invoke_agent",
         provider="anthropic",
         api="anthropic.messages",
-        model=model if isinstance(model, str) else None,
+        model=text(options, "model"),
         kwargs=send,
         stream=True,
         prompt=prompt if isinstance(prompt, str) else "",
-        system=field(options, "system_prompt") if isinstance(field(options, "system_prompt"), str) else None,
+        system=text(options, "system_prompt"),
         model_key=None,  # the CLI picks models per turn
     )
 
