@@ -2,9 +2,11 @@
 # Set up a fresh clone, one line per step. Idempotent, and quick when nothing changed.
 #
 #   bash scripts/setup.sh          .venv: the package with the SDKs, the examples and the dev tools
+#                                  (exactly requirements/dev.lock)
 #   bash scripts/setup.sh test     .venv-test: the same plus peer instrumentations (OpenLLMetry, the official
-#                                  GenAI ones) for the coexistence tests and benchmarks, and the servers the
-#                                  tests start (prometheus/promtool, redis-server, postgresql) from Debian's packages
+#                                  GenAI ones) for the coexistence tests and benchmarks (exactly
+#                                  requirements/test.lock), and the servers the tests start
+#                                  (prometheus/promtool, redis-server, postgresql) from Debian's packages
 #   bash scripts/setup.sh bench    .venv-bench: the test set plus OpenLIT, for benchmarks/run.sh. OpenLIT pins
 #                                  openai < 3 and anthropic < 1, so it is installed without its pins
 #
@@ -14,9 +16,9 @@ cd "$(dirname "$0")/.."
 
 mode="${1:-dev}"
 case "$mode" in
-  dev) venv=.venv; extras="dev" ;;
-  test) venv=.venv-test; extras="dev,peers" ;;
-  bench) venv=.venv-bench; extras="dev,peers" ;;
+  dev) venv=.venv; lock=requirements/dev.lock ;;
+  test) venv=.venv-test; lock=requirements/test.lock ;;
+  bench) venv=.venv-bench; lock=requirements/test.lock ;;
   *) echo "setup: unknown mode '$mode' (use: dev, test or bench)" >&2; exit 2 ;;
 esac
 step() { echo "setup: $*" >&2; }
@@ -40,7 +42,7 @@ if [ "$mode" != dev ]; then
 fi
 
 stamp="$venv/.otel-llm-cost-installed"
-wanted="$mode $extras $(cat pyproject.toml | sha256sum | cut -c1-16)"
+wanted="$mode $(cat pyproject.toml "$lock" | sha256sum | cut -c1-16)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
   step "$venv is up to date"
   exit 0
@@ -50,19 +52,13 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 log="$venv/setup.log"
-step "installing otel-llm-cost[$extras] into $venv (about a minute the first time; log: $log)"
-if ! { "$venv/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
-       && PYTHONWARNINGS=ignore "$venv/bin/python" -m pip install --disable-pip-version-check -e ".[$extras]"; } \
+step "installing $lock and otel-llm-cost into $venv (about two minutes the first time; log: $log)"
+# Every package exactly as locked, each file checked against its hash; then this package itself, editable.
+if ! { "$venv/bin/python" -m pip install --disable-pip-version-check "pip==26.3" \
+       && PYTHONWARNINGS=ignore "$venv/bin/python" -m pip install --disable-pip-version-check --require-hashes \
+            --no-deps -r "$lock" \
+       && "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps -e . ; } \
        >"$log" 2>&1; then
-  tail -n 30 "$log" >&2
-  step "pip failed; the whole log is in $log"
-  exit 1
-fi
-# google-cloud-aiplatform (the Vertex AI SDK, for its tests) pins google-genai < 3, which would hold the
-# google-genai tests on an old SDK: it is installed without its pins; pyproject's dev extra lists what it imports
-step "installing google-cloud-aiplatform without its google-genai pin"
-if ! "$venv/bin/python" -m pip install --disable-pip-version-check --no-deps "google-cloud-aiplatform>=1.38" \
-       >>"$log" 2>&1; then
   tail -n 30 "$log" >&2
   step "pip failed; the whole log is in $log"
   exit 1

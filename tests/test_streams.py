@@ -128,13 +128,17 @@ def test_stream_cut_mid_way_raises_the_sdk_error_and_marks_usage_estimated(instr
 
 def test_anthropic_stream_cut_after_message_start_keeps_exact_input(instrumented, anthropic_client, span_exporter,
                                                                     fake):
-    import httpx2  # the anthropic SDK lets its HTTP client's error through; we change nothing
+    import anthropic
+    import httpx2
 
     fake.set_model("claude-haiku-4-5", input_tokens=5_000, output_tokens=300)
     fake.inject(Fault(cut_after_chunks=3))
-    with pytest.raises(httpx2.RemoteProtocolError):
+    # what the SDK raises for a stream cut mid-body, untouched: since anthropic 2.x, its own
+    # APIConnectionError raised from the HTTP client's RemoteProtocolError
+    with pytest.raises(anthropic.APIConnectionError) as raised:
         list(anthropic_client.messages.create(model="claude-haiku-4-5", max_tokens=500, messages=MESSAGES,
                                               stream=True))
+    assert isinstance(raised.value.__cause__, httpx2.RemoteProtocolError)
     a = only_span(span_exporter).attributes
     assert a["gen_ai.usage.input_tokens"] == 5_000  # from message_start, exact
     assert a["llm_cost.usage.estimated"] is True
