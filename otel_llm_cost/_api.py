@@ -95,10 +95,9 @@ def budgets() -> list[BudgetStatus]:
 
 
 def clear_budget(name: str | None = None) -> None:
-    """Remove one budget (or all) and its recorded spend."""
+    """Remove one budget (or all), its recorded spend and its threshold crossings."""
     rt = _runtime("clear_budget")
-    rt.guard.remove(name)
-    rt.guard.store.clear(name)
+    rt.guard.clear(name)
 
 
 def set_pricing(model: str, input_per_mtok: Any, output_per_mtok: Any, **more: Any) -> None:

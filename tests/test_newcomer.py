@@ -76,9 +76,12 @@ def test_a_second_configure_names_what_it_ignored(fresh_runtime, tracer_provider
 
 
 def test_money_is_written_in_plain_digits():
+    refusal = BudgetExceededError("tiny", Decimal("1E-3"), Decimal("9E-4"), Decimal("0.00012615"),
+                                  held=Decimal("1E-5"))
+    assert str(refusal) == ("budget 'tiny' would be exceeded: limit $0.001, spent $0.0009, "
+                            "held by calls in flight $0.00001, this call up to $0.00012615")
     refusal = BudgetExceededError("tiny", Decimal("1E-7"), Decimal("0"), Decimal("0.00012615"))
-    assert str(refusal) == ("budget 'tiny' would be exceeded: limit $0.0000001, spent $0, "
-                            "this call up to $0.00012615")
+    assert str(refusal) == "budget 'tiny' would be exceeded: limit $0.0000001, this call alone needs up to $0.00012615"
     status = BudgetStatus("daily", "global", "day", Decimal(5), Decimal("1.25"), Decimal("0.5"))
     assert repr(status) == ("BudgetStatus(name='daily', limit=$5, spent=$1.25, reserved=$0.5, remaining=$3.25, "
                             "utilization=35.0%)")

@@ -164,7 +164,10 @@ def test_the_outage_queue_is_bounded_and_says_what_it_dropped(caplog):
         def add(self, *args, **kwargs):
             raise StoreUnavailable("down")
 
-        usage = reserve = settle = keys = clear = add
+        usage = reserve = settle = keys = clear = apply_writes = add
+
+        def quantize(self, amount):
+            return amount
 
     buffer = OutageBuffer(Down(), max_pending=3)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="otel_llm_cost"):

@@ -32,30 +32,41 @@ class BudgetError(ValueError):
 class BudgetExceededError(RuntimeError):
     """A call was refused before it was sent, because it could pass a budget.
 
-    Carries the budget's name, its limit, what is spent (including reservations in flight) and the
-    estimated cost of the refused call, all in USD.
+    Carries the budget's name, its limit, its settled spend (`spent`), what other calls in flight hold
+    (`held`) and the worst-case cost of the refused call (`estimate`), all in USD.
     """
 
     policy: str = "raise"
     """`respond` when the app is to get a refusal message as the model's answer instead of this error."""
     window: str = "total"
+    held: Decimal = Decimal(0)
 
     def __init__(
         self, budget: str, limit: Decimal, spent: Decimal, estimate: Decimal, *, key: str | None = None,
-        policy: str = "raise", window: str = "total",
+        policy: str = "raise", window: str = "total", held: Decimal = Decimal(0),
     ) -> None:
         self.budget = budget
         self.limit = limit
         self.spent = spent
+        self.held = held
         self.estimate = estimate
         self.key = key
         self.policy = policy
         self.window = window
-        scope = f" for {key!r}" if key else ""
-        super().__init__(
-            f"budget {budget!r}{scope} would be exceeded: limit ${usd(limit)}, spent ${usd(spent)}, "
-            f"this call up to ${usd(estimate)}"
-        )
+        super().__init__(refusal_message(budget, key, limit, spent, held, estimate))
+
+
+def refusal_message(budget: str, key: str | None, limit: Decimal, spent: Decimal, held: Decimal,
+                    estimate: Decimal) -> str:
+    """What is true at the refusal: settled spend, then holds of calls in flight, then this call's worst
+    case; or, when the limit is below this call's worst case alone, that."""
+    scope = f" for {key!r}" if key else ""
+    if estimate > limit:
+        return (f"budget {budget!r}{scope} would be exceeded: limit ${usd(limit)}, this call alone needs up to "
+                f"${usd(estimate)}")
+    in_flight = f", held by calls in flight ${usd(held)}" if held else ""
+    return (f"budget {budget!r}{scope} would be exceeded: limit ${usd(limit)}, spent ${usd(spent)}{in_flight}, "
+            f"this call up to ${usd(estimate)}")
 
 
 class BudgetStoreUnavailableError(BudgetExceededError):
@@ -67,6 +78,7 @@ class BudgetStoreUnavailableError(BudgetExceededError):
             self, f"budget {budget!r} cannot be checked: the budget store is unreachable ({reason}); "
                   f"calls are refused until it is back (OTEL_LLM_COST_BUDGET_STORE_FAILURE=refuse)")
         self.budget, self.limit, self.spent, self.estimate, self.key = budget, limit, Decimal(0), estimate, None
+        self.held, self.policy, self.window = Decimal(0), "raise", "total"
 
 
 @dataclass(frozen=True, slots=True)

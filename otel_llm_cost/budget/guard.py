@@ -137,6 +137,12 @@ class BudgetGuard:
             else:
                 self._budgets = {k: v for k, v in self._budgets.items() if k != name}
 
+    def clear(self, name: str | None = None) -> None:
+        """Remove a budget (or all) with its spend and its threshold claims, in the store and here."""
+        self.remove(name)
+        self.store.clear(name)
+        self.thresholds.forget(name)
+
     @property
     def budgets(self) -> dict[str, Budget]:
         return self._budgets
@@ -167,10 +173,11 @@ class BudgetGuard:
             refusing = next(b for b, _ in applicable if b.name == result.claim.budget)
             if refusing.on_exceed == "fallback" and self._fall_back(call, applicable, now):
                 return
-            self.blocked[result.claim.budget] += 1
-            raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO, result.spent + result.reserved,
+            self._refused(result, refusing, call)
+            raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO, result.spent,
                                       amount if priced else ZERO, key=result.claim.key or None, window=refusing.window,
-                                      policy="respond" if refusing.on_exceed == "respond" else "raise")
+                                      policy="respond" if refusing.on_exceed == "respond" else "raise",
+                                      held=result.reserved)
         call.reservation = Hold(tuple(result), amount, priced)
         outcome = "warned" if self._warned(applicable, now) else "allowed"
         call.span.set_attributes({attr.LLM_COST_BUDGET_NAME: names, attr.LLM_COST_BUDGET_OUTCOME: outcome})
@@ -225,10 +232,23 @@ class BudgetGuard:
             return
         result = self._claim(applicable, amount, self.clock())
         if isinstance(result, Refusal):
-            self.blocked[result.claim.budget] += 1
-            raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO,
-                                      result.spent + result.reserved, amount, key=result.claim.key or None)
+            refusing = next(b for b, _ in applicable if b.name == result.claim.budget)
+            self._refused(result, refusing, None)
+            raise BudgetExceededError(result.claim.budget, result.claim.limit or ZERO, result.spent, amount,
+                                      key=result.claim.key or None, window=refusing.window, held=result.reserved)
         self.store.settle(result, ZERO)
+
+    def _refused(self, refusal: Refusal, budget: Budget, call: LLMCall | None) -> None:
+        """Count a refusal; it is where a strict budget reaches its `1.0` threshold (its spend never does)."""
+        self.blocked[refusal.claim.budget] += 1
+        if self.thresholds.active:
+            try:
+                crossed = self.thresholds.reached_by_refusal(self.store, budget, refusal.claim.key,
+                                                             refusal.claim.window, self._status_of)
+                if call is not None:
+                    self._events(call, crossed)
+            except Exception:
+                exception_once(_logger, "budget-thresholds", "otel-llm-cost: could not check budget thresholds")
 
     def _warned(self, applicable: list[tuple[Budget, str]], now: datetime) -> bool:
         warned = False
@@ -264,13 +284,16 @@ class BudgetGuard:
     def _crossings(self, call: LLMCall, hold: Hold) -> None:
         """Thresholds this call's spend made a budget reach: an event on its span; callbacks notified."""
         try:
-            crossed = self.thresholds.check(self.store, self._budgets, hold.reservations, self._status_of)
-            for status, level in crossed:
-                call.span.add_event(attr.LLM_COST_BUDGET_THRESHOLD_EVENT, {
-                    attr.LLM_COST_BUDGET_NAME: status.name, "llm_cost.budget.threshold": level,
-                    "llm_cost.budget.utilization": status.utilization, "llm_cost.budget.level": status.level})
+            self._events(call, self.thresholds.check(self.store, self._budgets, hold.reservations, self._status_of))
         except Exception:
             exception_once(_logger, "budget-thresholds", "otel-llm-cost: could not check budget thresholds")
+
+    @staticmethod
+    def _events(call: LLMCall, crossed: list[tuple[BudgetStatus, float]]) -> None:
+        for status, level in crossed:
+            call.span.add_event(attr.LLM_COST_BUDGET_THRESHOLD_EVENT, {
+                attr.LLM_COST_BUDGET_NAME: status.name, "llm_cost.budget.threshold": level,
+                "llm_cost.budget.utilization": status.utilization, "llm_cost.budget.level": status.level})
 
     def record_unreserved(self, cost: Decimal, session: SessionContext | None) -> None:
         """Spend seen only afterwards (another instrumentation's call): count it against the budgets."""

@@ -14,15 +14,20 @@ The outage is logged when it starts and when it ends, one line each, every time.
 
 Writes also leave the call's critical path when the store is up (`write_behind`): a settle (or the
 spend of another instrumentation's call, `add`) is queued and a background thread applies what has gathered (a few milliseconds' worth) in one round trip, one
-SQLite transaction or one Redis pipeline. A reservation held a little longer only ever over-reserves,
-so strictness is unchanged; reads (`usage`, `keys`) apply the queue first, so this process always reads
-its own spend, and the queue is applied at exit. A forked child starts with an empty queue (the
-parent's writes are the parent's to apply).
+SQLite transaction or one Redis pipeline. What the queue has not applied yet, this process nets out of
+everything it asks the store: a check counts the holds its queued settles release as free and the spend
+they add as spent (`Claim.credit`, applied inside the store's atomic check), and `usage`/`keys` answer
+with the queue applied. So a process sees its own calls at once, on every store, and stays strict: the
+queued writes are applied, and another process meanwhile only sees holds that are about to become
+spend. A gate keeps a check and the settler's apply apart, so nothing is netted out twice. The queue is
+applied at exit; a forked child starts with an empty one (the parent's writes are the parent's to apply).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -30,15 +35,15 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Final
 
 from otel_llm_cost._bounded import Bounded
 from otel_llm_cost._log import Incident
 from otel_llm_cost._process import at_multiprocessing_exit
-from otel_llm_cost.budget.stores import BudgetStore, Claim, Refusal, Reservation, StoreUnavailable, new_id
+from otel_llm_cost.budget.stores import BudgetStore, Claim, Refusal, Reservation, StoreUnavailable, Write, new_id
+from otel_llm_cost.budget.stores._base import belongs_to
 
 __all__ = ["OutageBuffer", "FAILURE_POLICIES"]
 
@@ -49,21 +54,81 @@ FAILURE_POLICIES: Final = ("allow", "refuse")
 Slot = tuple[str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class _Write:
-    """A settle (reservations released, `amount` added to their slots) or an add (one slot)."""
+class _Gate:
+    """Many checks at once, or the settler's apply alone: a check nets out the unapplied writes, so the
+    store must not apply them between the netting and the check. The settler waits for the checks in
+    flight, and new checks wait for it (it is brief: one round trip)."""
 
-    op_id: str
-    slots: tuple[Slot, ...]
-    amount: Decimal
-    reservations: tuple[Reservation, ...] = ()
+    __slots__ = ("_cond", "_readers", "_writing")
 
-    def apply(self, store: BudgetStore) -> None:
-        if self.reservations:
-            store.settle(self.reservations, self.amount, op_id=self.op_id)
-        else:
-            budget, key, window = self.slots[0]
-            store.add(budget, key, window, self.amount, op_id=self.op_id)
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writing = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing:
+                self._cond.wait()
+            self._writing = True  # from here, new checks wait
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+class _Unapplied:
+    """Per slot, what this process's queued writes will do once applied: spend added, holds released.
+    Amounts are rounded as the store keeps them, so netting is exact to the store's last unit."""
+
+    __slots__ = ("spent", "released")
+
+    def __init__(self) -> None:
+        self.spent: dict[Slot, Decimal] = {}
+        self.released: dict[Slot, Decimal] = {}
+
+    def count(self, write: Write, quantize: object, sign: int) -> None:
+        amount = quantize(write.amount) if write.amount else ZERO  # type: ignore[operator]
+        if amount:
+            for slot in write.added_to():
+                _bump(self.spent, slot, sign * amount)
+        for r in write.reservations:
+            if r.id:  # an outage's placeholder holds nothing in the store
+                _bump(self.released, (r.budget, r.key, r.window), sign * quantize(r.amount))  # type: ignore[operator]
+
+    def credit(self, slot: Slot) -> Decimal:
+        return self.released.get(slot, ZERO) - self.spent.get(slot, ZERO)
+
+    def applied_to(self, slot: Slot, spent: Decimal, held: Decimal) -> tuple[Decimal, Decimal]:
+        """A slot's (spent, held) as the store reports it, with the queued writes applied."""
+        return spent + self.spent.get(slot, ZERO), max(ZERO, held - self.released.get(slot, ZERO))
+
+
+def _bump(table: dict[Slot, Decimal], slot: Slot, amount: Decimal) -> None:
+    total = table.get(slot, ZERO) + amount
+    if total:
+        table[slot] = total
+    else:
+        table.pop(slot, None)
 
 
 class OutageBuffer:
@@ -78,7 +143,9 @@ class OutageBuffer:
             raise ValueError(f"on_failure={on_failure!r} is not one of {', '.join(FAILURE_POLICIES)}")
         self.store = store
         self.on_failure = on_failure
-        self._pending: deque[_Write] = deque()
+        self._pending: deque[Write] = deque()
+        self._unapplied = _Unapplied()
+        self._gate = _Gate()
         self._max_pending = max_pending
         self._last: Bounded[Slot, tuple[Decimal, Decimal]] = Bounded(max_remembered)
         self._last_keys: Bounded[tuple[str, str], list[tuple[str, Decimal, Decimal]]] = Bounded(max_remembered)
@@ -110,7 +177,17 @@ class OutageBuffer:
         try:
             if self.write_behind is None:
                 self._replay()  # with write-behind, queued writes are the settler's to apply
-            result = self.store.reserve(claims)
+            with self._gate.shared():
+                unapplied = self._unapplied
+                if unapplied.spent or unapplied.released:
+                    claims = [dataclasses.replace(c, credit=unapplied.credit((c.budget, c.key, c.window)))
+                              for c in claims]
+                result = self.store.reserve(claims)
+                if isinstance(result, Refusal):
+                    claim = result.claim
+                    spent, held = unapplied.applied_to((claim.budget, claim.key, claim.window), result.spent,
+                                                       result.reserved)
+                    result = Refusal(claim, spent, held)
         except StoreUnavailable as error:
             self._failed(error)
             if self.on_failure == "refuse":
@@ -120,42 +197,56 @@ class OutageBuffer:
         self.incident.recovered(self._recovery_detail())
         return result
 
+    def apply_writes(self, writes: Sequence[Write]) -> None:
+        for write in writes:
+            self._write(write)
+
     def settle(self, reservations: Sequence[Reservation], actual: Decimal, op_id: str | None = None) -> None:
-        slots = tuple((r.budget, r.key, r.window) for r in reservations)
-        self._write(_Write(op_id or new_id(), slots, actual, tuple(reservations)))
+        self._write(Write(op_id or new_id(), tuple(reservations), (), actual))
 
     def add(self, budget: str, key: str, window: str, amount: Decimal, op_id: str | None = None) -> None:
-        self._write(_Write(op_id or new_id(), ((budget, key, window),), amount))
+        self._write(Write(op_id or new_id(), (), ((budget, key, window),), amount))
+
+    def quantize(self, amount: Decimal) -> Decimal:
+        return self.store.quantize(amount)
 
     def usage(self, budget: str, key: str, window: str) -> tuple[Decimal, Decimal]:
+        """The slot as the store has it with this process's queued writes applied; in an outage, as last
+        seen, plus the spend queued since."""
         slot = (budget, key, window)
         try:
-            self._replay()
-            value = self.store.usage(budget, key, window)
+            with self._gate.shared():
+                value = self.store.usage(budget, key, window)
+                now = self._unapplied.applied_to(slot, *value)
         except StoreUnavailable as error:
             self._failed(error)
             spent, reserved = self._last.get(slot, (ZERO, ZERO))
-            return spent + self._queued(slot), reserved
+            return self._unapplied.applied_to(slot, spent, reserved)
         self.incident.recovered(self._recovery_detail())
         self._remember(self._last, slot, value)
-        return value
+        return now
 
     def keys(self, budget: str, window: str) -> list[tuple[str, Decimal, Decimal]]:
         try:
-            self._replay()
-            value = self.store.keys(budget, window)
+            with self._gate.shared():
+                value = self.store.keys(budget, window)
+                now = self._keys_applied(budget, window, value)
         except StoreUnavailable as error:
             self._failed(error)
-            known = {key: (spent, reserved) for key, spent, reserved in self._last_keys.get((budget, window), [])}
-            for write in list(self._pending):
-                for slot in write.slots:
-                    if slot[0] == budget and slot[2] == window:
-                        spent, reserved = known.get(slot[1], (ZERO, ZERO))
-                        known[slot[1]] = (spent + write.amount, reserved)
-            return [(key, spent, reserved) for key, (spent, reserved) in known.items()]
+            return self._keys_applied(budget, window, self._last_keys.get((budget, window), []))
         self.incident.recovered(self._recovery_detail())
         self._remember(self._last_keys, (budget, window), value)
-        return value
+        return now
+
+    def _keys_applied(self, budget: str, window: str,
+                      keys: list[tuple[str, Decimal, Decimal]]) -> list[tuple[str, Decimal, Decimal]]:
+        known = {key: (spent, held) for key, spent, held in keys}
+        unapplied = self._unapplied
+        for slot in {*unapplied.spent, *unapplied.released}:
+            if slot[0] == budget and slot[2] == window:
+                known.setdefault(slot[1], (ZERO, ZERO))
+        return [(key, *unapplied.applied_to((budget, key, window), spent, held))
+                for key, (spent, held) in known.items()]
 
     def clear(self, budget: str | None = None) -> None:
         with self._lock:
@@ -164,9 +255,13 @@ class OutageBuffer:
                 self._last.clear()
                 self._last_keys.clear()
             else:
-                self._pending = deque(w for w in self._pending if all(s[0] != budget for s in w.slots))
+                self._pending = deque(w for w in self._pending if all(not belongs_to(s[0], budget)
+                                                                      for s in w.added_to()))
+            self._unapplied = _Unapplied()  # counted again from what stays queued
+            for write in self._pending:
+                self._unapplied.count(write, self.store.quantize, +1)
                 for table in (self._last, self._last_keys):
-                    for slot in [s for s in table if s[0] == budget]:
+                    for slot in [s for s in table if belongs_to(s[0], budget)]:
                         del table[slot]
         self.store.clear(budget)
 
@@ -183,7 +278,7 @@ class OutageBuffer:
         return not self._pending
 
     # --- the outage ---
-    def _write(self, write: _Write) -> None:
+    def _write(self, write: Write) -> None:
         """Apply a settle or an add now, or, with write-behind, leave it to the settler; queued either way
         while the store is unreachable."""
         if self.write_behind is not None:
@@ -192,17 +287,18 @@ class OutageBuffer:
             return
         try:
             self._replay()
-            write.apply(self.store)
+            self.store.apply_writes([write])
         except StoreUnavailable as error:
             self._failed(error)
             self._enqueue(write)
             return
         self.incident.recovered(self._recovery_detail())
 
-    def _enqueue(self, write: _Write) -> None:
+    def _enqueue(self, write: Write) -> None:
         with self._lock:
             if len(self._pending) < self._max_pending:
                 self._pending.append(write)
+                self._unapplied.count(write, self.store.quantize, +1)
                 return
             self.dropped += 1
             first_drop = self.dropped == 1
@@ -211,25 +307,24 @@ class OutageBuffer:
                             "not counted until the store is back", self._max_pending)
 
     def _replay(self) -> None:
-        """Apply queued writes, oldest first, as many at once as the store takes in one round trip
-        (`apply_writes`); stops (raising) at the first batch that cannot be applied, which stays queued."""
+        """Apply queued writes, oldest first, as many at once as the store takes in one round trip;
+        stops (raising) at the first batch that cannot be applied, which stays queued."""
         if not self._pending:
             return
-        apply_batch = getattr(self.store, "apply_writes", None)
         with self._replay_lock:
             left = len(self._pending)  # what is queued now: writes queued meanwhile wait for the next round
             while left > 0 and self._pending:
                 with self._lock:
-                    batch = list(itertools.islice(self._pending, min(left, _BATCH) if apply_batch else 1))
+                    batch = list(itertools.islice(self._pending, min(left, _BATCH)))
                 left -= len(batch)
-                if apply_batch is not None:
-                    apply_batch([(w.op_id, w.reservations, w.slots, w.amount) for w in batch])
-                else:
-                    batch[0].apply(self.store)  # StoreUnavailable propagates; the write stays queued
-                with self._lock:
-                    for write in batch:
-                        if self._pending and self._pending[0] is write:
-                            self._pending.popleft()
+                with self._gate.exclusive():
+                    self.store.apply_writes(batch)  # StoreUnavailable propagates; the batch stays queued
+                    with self._lock:
+                        for write in batch:
+                            if self._pending and self._pending[0] is write:
+                                self._pending.popleft()
+                                self._unapplied.count(write, self.store.quantize, -1)
+                                self._remember_applied(write)
 
     # --- write-behind ---
     def _wake_settler(self) -> None:
@@ -258,14 +353,13 @@ class OutageBuffer:
     def _after_fork(self) -> None:
         """In a forked child: the parent's queued writes are the parent's; no settler runs yet."""
         self._pending = deque()
+        self._unapplied = _Unapplied()
+        self._gate = _Gate()
         self._lock = threading.Lock()
         self._replay_lock = threading.Lock()
         self._wake = threading.Event()
         self._settler = None
         at_multiprocessing_exit(self, "flush")
-
-    def _queued(self, slot: Slot) -> Decimal:
-        return sum((w.amount for w in list(self._pending) if slot in w.slots), ZERO)
 
     def _failed(self, error: StoreUnavailable) -> None:
         consequence = ("calls are allowed and their spend is queued until it is back" if self.on_failure == "allow"
@@ -275,6 +369,20 @@ class OutageBuffer:
     def _recovery_detail(self) -> str:
         dropped = f", {self.dropped} lost to a full queue" if self.dropped else ""
         return f"queued spend applied{dropped}"
+
+    def _remember_applied(self, write: Write) -> None:
+        """The store now has `write`: so has the state remembered for an outage (which is the store's, not
+        netted), else an outage starting now would forget it."""
+        applied = _Unapplied()
+        applied.count(write, self.store.quantize, +1)
+        for slot in {*applied.spent, *applied.released}:
+            if slot in self._last:
+                self._last[slot] = applied.applied_to(slot, *self._last[slot])
+            known = self._last_keys.get((slot[0], slot[2]))
+            if known is not None:
+                self._last_keys[(slot[0], slot[2])] = [
+                    (key, *applied.applied_to(slot, spent, held)) if key == slot[1] else (key, spent, held)
+                    for key, spent, held in known]
 
     def _remember(self, table: Bounded, key: object, value: object) -> None:  # type: ignore[type-arg]
         with self._lock:

@@ -11,10 +11,13 @@ Nothing here runs unless a callback is registered.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import queue
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -23,6 +26,7 @@ from otel_llm_cost._bounded import Bounded
 from otel_llm_cost._log import exception_once
 from otel_llm_cost.budget import Budget, BudgetStatus
 from otel_llm_cost.budget.stores import BudgetStore, Claim, Refusal, Reservation
+from otel_llm_cost.budget.stores._base import THRESHOLD_MARK
 
 __all__ = ["Thresholds", "ThresholdCallback"]
 
@@ -74,24 +78,49 @@ class Thresholds:
             if budget is None or not budget.limit:
                 continue
             spent, _ = store.usage(reservation.budget, reservation.key, reservation.window)
-            for level in levels:
-                mark = (reservation.budget, reservation.key, reservation.window, level)
-                if spent < budget.limit * Decimal(repr(level)) or mark in self._known:
-                    continue
-                self._known.put(mark, None)
-                if self._claim(store, mark):
-                    status = status_of(budget, reservation.key)
-                    crossed.append((status, level))
-                    for callback, at in subscribers:
-                        if level in at:
-                            self._notify(callback, status, level)
+            reached = [level for level in levels if spent >= budget.limit * Decimal(repr(level))]
+            crossed += self._claim_all(store, budget, reservation.key, reservation.window, reached, status_of)
         return crossed
+
+    def reached_by_refusal(self, store: BudgetStore, budget: Budget, key: str, window: str,
+                           status_of: Callable[[Budget, str], BudgetStatus]) -> list[tuple[BudgetStatus, float]]:
+        """A budget refused a call: every threshold up to `1.0` is reached, whatever was spent (a strict
+        budget refuses before its spend reaches the limit)."""
+        levels = sorted({level for _, at in self._subscribers for level in at if level <= 1.0})
+        return self._claim_all(store, budget, key, window, levels, status_of)
+
+    def _claim_all(self, store: BudgetStore, budget: Budget, key: str, window: str, levels: Sequence[float],
+                   status_of: Callable[[Budget, str], BudgetStatus]) -> list[tuple[BudgetStatus, float]]:
+        """Claim each reached level this process does not yet know was claimed; notify for those it won."""
+        crossed: list[tuple[BudgetStatus, float]] = []
+        for level in levels:
+            mark = (budget.name, key, window, level)
+            if mark in self._known:
+                continue
+            self._known.put(mark, None)
+            if self._claim(store, mark):
+                status = status_of(budget, key)
+                crossed.append((status, level))
+                for callback, at in self._subscribers:
+                    if level in at:
+                        self._notify(callback, status, level)
+        return crossed
+
+    def forget(self, budget: str | None = None) -> None:
+        """This process's memory of claimed crossings, for `clear_budget()` (the store's claims go with
+        the budget's data)."""
+        with self._lock:
+            if budget is None:
+                self._known.clear()
+            else:
+                for mark in [m for m in self._known if m[0] == budget]:
+                    del self._known[mark]
 
     @staticmethod
     def _claim(store: BudgetStore, mark: tuple[str, str, str, float]) -> bool:
         """Atomically, across every process on the store: True for the first to claim this crossing."""
         name, key, window, level = mark
-        result = store.reserve([Claim(f"{name}@threshold:{level:g}", key, window, _ONE, _ONE)])
+        result = store.reserve([Claim(f"{name}{THRESHOLD_MARK}{level:g}", key, window, _ONE, _ONE)])
         if isinstance(result, Refusal):
             return False
         store.settle(result, _ONE)
@@ -100,6 +129,7 @@ class Thresholds:
     def _notify(self, callback: ThresholdCallback, status: BudgetStatus, level: float) -> None:
         if self._queue is None or self._pid != os.getpid():  # first use, or a forked child: its own thread
             self._queue, self._pid = queue.SimpleQueue(), os.getpid()
+            _notifying.add(self)
             threading.Thread(target=self._run, args=(self._queue,), name="otel-llm-cost-thresholds",
                              daemon=True).start()
         self._queue.put((callback, status, level))
@@ -122,3 +152,19 @@ class Thresholds:
         done = threading.Event()
         pending.put((lambda status, level: done.set(), None, 0.0))  # type: ignore[arg-type]
         done.wait(timeout)
+
+
+EXIT_WAIT = 2.0
+"""Seconds an exiting process waits for the callbacks of crossings it claimed: a crossing made by a
+script's last call is claimed in the store, so no other process will ever deliver it."""
+_notifying: weakref.WeakSet[Thresholds] = weakref.WeakSet()
+
+
+def _deliver_at_exit() -> None:
+    deadline = time.monotonic() + EXIT_WAIT
+    for thresholds in list(_notifying):
+        if thresholds._pid == os.getpid():
+            thresholds.drain(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(_deliver_at_exit)

@@ -270,7 +270,7 @@ class LLMCall:
             answer = _refused_answer(endpoint, request, refusal)
             call._end_blocked(refusal, responded=answer is not None)
             if answer is None:
-                raise sdk_error(refusal, ctx.error_base) from None
+                raise sdk_error(refusal, ctx.error_base, request) from None
             return answer
         except Exception:
             exception_once(_logger, "budget-reserve", "otel-llm-cost: budget reservation failed; call allowed")

@@ -32,7 +32,7 @@ from otel_llm_cost._money import usd
 from otel_llm_cost.budget import BudgetExceededError
 
 __all__ = ["Wire", "Direct", "Resend", "Answer", "refusal_text", "refusal_id", "json_body", "sse", "ndjson", "aws_event_stream",
-           "sdk_error", "ErrorBase"]
+           "sdk_error", "ErrorBase", "generated_client_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,31 +121,83 @@ def _string_header(name: str, value: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ErrorBase:
-    """An SDK's base error class as `module:Class` (alternatives for other SDK versions after `|`),
+    """An SDK's error class for refusals as `module:Class` (alternatives for other SDK versions after `|`),
     so nothing is imported until a call is refused, and the attributes its handlers read
-    (`status_code`, botocore's `response`)."""
+    (`status_code`, botocore's `response`).
+
+    For the generated clients (openai, anthropic, groq...) it is `APIError`, the class apps' handlers
+    name, never a subclass that SDKs and retry helpers retry (`APIStatusError`, `APIConnectionError`);
+    `api_error` fills in what an `APIError` carries: its message, the request that was not sent, no body."""
 
     path: str
     fields: Callable[[BudgetExceededError], dict[str, Any]] | None = None
+    api_error: bool = False
 
 
-def sdk_error(refusal: BudgetExceededError, base: ErrorBase | None) -> BudgetExceededError:
-    """`refusal` as an instance of both `BudgetExceededError` and the SDK's base error class."""
-    if base is None or type(refusal) is not BudgetExceededError:
+def generated_client_error(sdk: str) -> ErrorBase:
+    """The refusal class of a generated (Stainless) client: `sdk.APIError`, else its base error."""
+    return ErrorBase(f"{sdk}:APIError|{sdk}:{_BASE_ERRORS.get(sdk, 'OpenAIError')}", api_error=True)
+
+
+_BASE_ERRORS = {"anthropic": "AnthropicError", "groq": "GroqError", "together": "TogetherError",
+                "cerebras.cloud.sdk": "CerebrasError", "fireworks": "FireworksError"}
+
+
+def sdk_error(refusal: BudgetExceededError, base: ErrorBase | None, request: Any = None) -> BudgetExceededError:
+    """`refusal` as an instance of both its own class (`BudgetExceededError` or
+    `BudgetStoreUnavailableError`) and the SDK's error class. `request`: ours, for the address of the
+    request that was not sent."""
+    if base is None or type(refusal) not in _REFUSALS:
         return refusal
-    cls = _error_class(base.path)
+    cls = _error_class(type(refusal), base.path)
     if cls is None:
         return refusal
     error = cls.__new__(cls)
     error.__dict__.update(refusal.__dict__)
     error.args = refusal.args
+    if base.api_error:
+        error.__dict__.update(message=str(refusal), body=None, code=None, param=None, type=None,
+                              request=_unsent_request(cls, request))
     if base.fields is not None:
         error.__dict__.update(base.fields(refusal))
     return error
 
 
+def _unsent_request(cls: type, request: Any) -> Any:
+    """An HTTP request to the API's address, of the HTTP library the SDK's errors carry, never sent."""
+    package = next(c for c in cls.__mro__ if c.__name__ == "APIError").__module__
+    http = None
+    for name in (package, f"{package}._exceptions"):  # generated clients re-export their errors at the top
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        http = getattr(module, "httpx2", None) or getattr(module, "httpx", None)
+        if http is not None:
+            break
+    if http is None:
+        return None
+    host = getattr(request, "server_address", None) or "localhost"
+    port = getattr(request, "server_port", None)
+    scheme = "http" if host in ("localhost", "127.0.0.1", "::1") or port not in (None, 443) else "https"
+    netloc = f"[{host}]" if ":" in host else host
+    try:
+        return http.Request("POST", f"{scheme}://{netloc}{'' if port in (None, 443, 80) else f':{port}'}/")
+    except Exception:  # noqa: BLE001 - an address the library will not parse: the error still carries the rest
+        return None
+
+
+def _refusal_classes() -> tuple[type[BudgetExceededError], ...]:
+    from otel_llm_cost.budget import BudgetStoreUnavailableError
+
+    return BudgetExceededError, BudgetStoreUnavailableError
+
+
+_REFUSALS = _refusal_classes()
+
+
 @functools.lru_cache(maxsize=None)
-def _error_class(path: str) -> type[BudgetExceededError] | None:
+def _error_class(ours: type[BudgetExceededError], path: str) -> type[BudgetExceededError] | None:
     for candidate in path.split("|"):
         module, _, name = candidate.partition(":")
         try:
@@ -155,11 +207,11 @@ def _error_class(path: str) -> type[BudgetExceededError] | None:
             continue
     else:
         return None
-    return type("BudgetExceededError", (BudgetExceededError, sdk_base), {
-        "__module__": BudgetExceededError.__module__,
-        "__qualname__": "BudgetExceededError",
-        "__doc__": f"{BudgetExceededError.__doc__}\n\nAlso a `{module}.{name}`, so the app's handler of that SDK's "
+    return type(ours.__name__, (ours, sdk_base), {
+        "__module__": ours.__module__,
+        "__qualname__": ours.__qualname__,
+        "__doc__": f"{ours.__doc__}\n\nAlso a `{module}.{name}`, so the app's handler of that SDK's "
                    "errors catches it.",
-        "__init__": BudgetExceededError.__init__,
+        "__init__": ours.__init__,
         "__str__": BudgetExceededError.__str__,
     })

@@ -37,7 +37,7 @@ from otel_llm_cost.instrumentation._batch import (
     results_wrapper,
 )
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._refusal import Answer, ErrorBase, aws_event_stream, json_body, refusal_id, sse
+from otel_llm_cost.instrumentation._refusal import Answer, generated_client_error, aws_event_stream, json_body, refusal_id, sse
 from otel_llm_cost.instrumentation._read import as_dict, field, given, given_int, given_str, text
 from otel_llm_cost.providers import Route, route_for_url
 from otel_llm_cost.usage import usage_from_anthropic_messages
@@ -244,7 +244,7 @@ class AnthropicInstrumentor(LLMInstrumentor):
     the `stream()` helper."""
 
     dependencies = ("anthropic >= 1.0",)  # 0.x Stream types reject any proxy in isinstance()
-    error_base = ErrorBase("anthropic:AnthropicError")
+    error_base = generated_client_error("anthropic")
     targets = tuple(
         target
         for module in _MODULES

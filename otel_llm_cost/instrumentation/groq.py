@@ -12,7 +12,7 @@ from typing import Any
 from otel_llm_cost.instrumentation._call import Endpoint, Request
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import field
-from otel_llm_cost.instrumentation._refusal import ErrorBase
+from otel_llm_cost.instrumentation._refusal import generated_client_error
 from otel_llm_cost.instrumentation.openai import ChatStream, answer_chat, read_chat_request, read_chat_response
 
 __all__ = ["GroqInstrumentor"]
@@ -40,7 +40,7 @@ class GroqInstrumentor(LLMInstrumentor):
     """Cost spans for the `groq` SDK. Its base URL (api.groq.com) names the provider `groq`."""
 
     dependencies = ("groq >= 0.11",)
-    error_base = ErrorBase("groq:GroqError")
+    error_base = generated_client_error("groq")
     targets = (
         Target(_MODULE, "Completions.create", CHAT),
         Target(_MODULE, "AsyncCompletions.create", CHAT, is_async=True),

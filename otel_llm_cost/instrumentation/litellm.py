@@ -16,7 +16,7 @@ from typing import Any
 
 from otel_llm_cost import _state
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request
-from otel_llm_cost.instrumentation._refusal import Answer, Direct, ErrorBase, Resend, refusal_id
+from otel_llm_cost.instrumentation._refusal import Answer, Direct, generated_client_error, Resend, refusal_id
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import (
     asking_stream_usage,
@@ -145,7 +145,7 @@ class LiteLLMInstrumentor(LLMInstrumentor):
     `litellm.completion` when LiteLLM is imported): both are wrapped, and the nesting rule counts once."""
 
     dependencies = ("litellm >= 1.60",)
-    error_base = ErrorBase("openai:OpenAIError")  # LiteLLM's exceptions derive from openai's
+    error_base = generated_client_error("openai")  # LiteLLM's exceptions derive from openai's
     targets = tuple(
         target
         for module in ("litellm", "litellm.main")

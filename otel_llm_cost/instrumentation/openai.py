@@ -25,7 +25,7 @@ from otel_llm_cost.instrumentation._batch import (
 )
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, RequestReader, estimated_usage
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
-from otel_llm_cost.instrumentation._refusal import Answer, ErrorBase, json_body, refusal_id, sse
+from otel_llm_cost.instrumentation._refusal import Answer, generated_client_error, json_body, refusal_id, sse
 from otel_llm_cost.instrumentation._read import (
     asking_stream_usage,
     choice_finish_reasons,
@@ -622,7 +622,7 @@ class OpenAIInstrumentor(LLMInstrumentor):
     """Cost spans for the `openai` SDK. `OpenAIInstrumentor().instrument()`; `uninstrument()` restores it."""
 
     dependencies = ("openai >= 1.40",)
-    error_base = ErrorBase("openai:OpenAIError")
+    error_base = generated_client_error("openai")
     targets = (
         Target(_CHAT_MODULE, "Completions.create", CHAT),
         Target(_CHAT_MODULE, "AsyncCompletions.create", CHAT, is_async=True),

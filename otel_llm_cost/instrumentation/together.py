@@ -8,7 +8,7 @@ Completions, read as OpenAI's (see `openai_compatible`).
 from __future__ import annotations
 
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor
-from otel_llm_cost.instrumentation._refusal import ErrorBase
+from otel_llm_cost.instrumentation._refusal import generated_client_error
 from otel_llm_cost.instrumentation.openai_compatible import vendor_chat, vendor_targets
 
 __all__ = ["TogetherInstrumentor"]
@@ -18,5 +18,5 @@ class TogetherInstrumentor(LLMInstrumentor):
     """Cost spans for Together AI's SDK, priced at genai-prices' `together` rates."""
 
     dependencies = ("together >= 1.5",)
-    error_base = ErrorBase("together:TogetherError")
+    error_base = generated_client_error("together")
     targets = vendor_targets("together.resources.chat.completions", vendor_chat("together"))
