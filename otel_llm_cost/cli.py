@@ -214,17 +214,32 @@ def _ledger_url(args: argparse.Namespace) -> str:
     if not url:
         raise CliError("no ledger: give --ledger sqlite:///path/usage.db (or postgresql://...), "
                        "or set OTEL_LLM_COST_LEDGER")
+    if "://" not in str(url):  # a plain path, as people type it: a SQLite file
+        return "sqlite:///" + str(url)
     return str(url)
 
 
 def _open_ledger(url: str, *, create: bool = False) -> Any:
     """Reading never creates a ledger: a file that is not there is an error, not an empty report."""
-    from otel_llm_cost.ledger import LedgerOpenError, open_backend, redacted
+    from otel_llm_cost.ledger import LedgerOpenError, open_backend
 
     try:
         return open_backend(url, create=create)
     except LedgerOpenError as error:
-        raise CliError(f"--ledger {redacted(url)!r} cannot be used: {error}") from None
+        raise CliError(f"--ledger {_shown(url)!r} cannot be used: {error}") from None
+    except ValueError as error:  # a URL that does not parse (postgresql://u@[::1:5432/db)
+        raise CliError(f"--ledger {_shown(url)!r} is not a ledger URL: {error}") from None
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, or, when it does not even parse, as given up to any '@'."""
+    from otel_llm_cost.ledger import redacted
+
+    try:
+        return str(redacted(url))
+    except ValueError:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://...@{rest.rpartition('@')[2]}" if "@" in rest else url
 
 
 def _report_error(error: Exception) -> CliError:
@@ -288,6 +303,8 @@ def _cmd_ledger_replay(args: argparse.Namespace, book: PriceBook) -> int:
 
     url = _ledger_url(args)
     spool = args.spool or args.settings.ledger_spool
+    if args.spool and not Path(args.spool).is_dir():
+        raise CliError(f"--spool {args.spool!r} is not a directory")
     ledger = Ledger(_open_ledger(url, create=True), spool_dir=Path(spool) if spool else None, exit_timeout=0)
     try:
         waiting = ledger.spool.files()
@@ -350,7 +367,7 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     ledger = commands.add_parser("ledger", help="look after the usage ledger")
-    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="{replay}")
     replay = ledger_commands.add_parser("replay", help="write the rows that processes spooled to files while the "
                                         "ledger was down at their exit")
     replay.add_argument("--ledger", metavar="URL", help="sqlite:///path/usage.db or postgresql://... "
@@ -386,7 +403,10 @@ def _add_demo(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command that was given (`report --ledgr`), with its own usage line
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         args.settings = Settings.from_env()
         book = prepare_price_book(args.settings, PriceBook())
@@ -403,6 +423,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Python from failing again when it flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost sub-command's parser of `args` (`ledger replay`'s, `report`'s), else `parser`."""
+    for dest in ("command", "ledger_command"):
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, dest, None)
+        if not actions or name not in actions[0].choices:
+            break
+        parser = actions[0].choices[name]
+    return parser
 
 
 if __name__ == "__main__":

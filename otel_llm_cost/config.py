@@ -104,7 +104,14 @@ class Settings:
             raw = env.get(variable)
             if raw is not None and raw.strip() != "":
                 values[name] = parse(variable, raw.strip())
-        return cls(**values)
+        return cls(**values)._checked()
+
+    def _checked(self) -> Settings:
+        """What no single variable's parser can see: settings that only make sense together."""
+        if self.on_exceed == "fallback" and not self.fallback_models:
+            raise ConfigError(f"{ON_EXCEED}=fallback needs {FALLBACK_MODELS} (e.g. gpt-4o=gpt-4o-mini): without "
+                              "it every refused call would simply be refused")
+        return self
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Settings given in code (`configure(budget_usd=5)`) win over the environment.
@@ -127,7 +134,7 @@ class Settings:
             else:
                 text = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
             values[name] = parse(f"configure({name}=...)", text)
-        return replace(self, **values)
+        return replace(self, **values)._checked()
 
 
 def parse_bool(variable: str, raw: str) -> bool:

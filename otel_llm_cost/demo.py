@@ -47,8 +47,12 @@ def _seconds(text: str) -> float:
 
 
 def add_demo_command(commands: Any) -> None:
-    demo = commands.add_parser("demo", help="run the offline demo workload and serve /metrics")
+    demo = commands.add_parser("demo", help="run the offline demo workload and serve /metrics",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--port", type=_port, default=9464, help="Prometheus /metrics port (0: no server)")
+    demo.add_argument("--host", default="127.0.0.1",
+                      help="address /metrics listens on: 0.0.0.0 lets a Prometheus in a container scrape it "
+                           "(docker-compose.observability.yml's host.docker.internal:9464)")
     demo.add_argument("--duration", type=_seconds, default=0.0,
                       help="keep generating traffic for this many seconds (for Prometheus to scrape)")
     demo.add_argument("--interval", type=_seconds, default=2.0, help="seconds between rounds with --duration")
@@ -56,7 +60,7 @@ def add_demo_command(commands: Any) -> None:
                       help="exit after the workload instead of serving /metrics until Ctrl-C")
     demo.add_argument("--quiet", action="store_true", help="no per-call progress")
     demo.add_argument("--ledger", default=f"sqlite:///{DEMO_LEDGER}", metavar="URL",
-                      help=f"usage ledger to record every call in (default: sqlite:///{DEMO_LEDGER}; 'none': no ledger)")
+                      help="usage ledger to record every call in ('none': no ledger)")
     demo.set_defaults(handler=lambda args, book: run_demo(args))
 
 
@@ -92,9 +96,9 @@ def run_demo(args: argparse.Namespace) -> int:
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(args.port, addr="127.0.0.1")
+            start_http_server(args.port, addr=args.host)
         except OSError as exc:
-            raise CliError(f"cannot serve /metrics on 127.0.0.1:{args.port} ({exc.strerror or exc}); "
+            raise CliError(f"cannot serve /metrics on {args.host}:{args.port} ({exc.strerror or exc}); "
                            f"pick another with --port") from None
         readers.append(PrometheusMetricReader())
     meter_provider = MeterProvider(metric_readers=readers)
@@ -133,7 +137,7 @@ def run_demo(args: argparse.Namespace) -> int:
         claude = anthropic.Anthropic(base_url=fake.anthropic_url, api_key="offline-demo", max_retries=0)
         others = _optional_clients(fake)
         if args.port:
-            _progress(args.quiet, f"serving Prometheus metrics on http://127.0.0.1:{args.port}/metrics")
+            _progress(args.quiet, f"serving Prometheus metrics on http://{args.host}:{args.port}/metrics")
         deadline = time.monotonic() + args.duration
         rounds = 0
         while True:

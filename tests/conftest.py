@@ -4,6 +4,7 @@ import contextlib
 
 import os
 import warnings
+from pathlib import Path
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -25,6 +26,38 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 # The fake provider serves models the real API has deprecated; the SDK warns about them.
 warnings.filterwarnings("ignore", message=r"The model .* is deprecated", category=DeprecationWarning)
+
+
+_REPOSITORY = Path(__file__).resolve().parent.parent
+_NOT_THE_USERS = {".git", ".hypothesis", ".pytest_cache", "__pycache__", "node_modules"}
+
+
+def _repository_files() -> dict[str, tuple[int, int]]:
+    """Every file of the checkout a user works in (not the virtualenvs, caches or git's own), with its
+    modification time and size."""
+    found = {}
+    for folder, folders, files in os.walk(_REPOSITORY):
+        folders[:] = [f for f in folders if f not in _NOT_THE_USERS and not f.startswith(".venv")
+                      and not f.endswith(".egg-info")]
+        for name in files:
+            if name.endswith((".py", ".md")):  # what a developer edits while the suite runs; the suite never does
+                continue
+            path = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                stat = os.stat(path)
+                found[os.path.relpath(path, _REPOSITORY)] = (stat.st_mtime_ns, stat.st_size)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_suite_changes_no_file_of_the_users_checkout():
+    """The suite's CLI and demo runs write only below temporary directories: a user's own
+    `otel-llm-cost-demo.db`, ledgers and configuration stay as they were."""
+    before = _repository_files()
+    yield
+    after = _repository_files()
+    changed = sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))
+    assert not changed, f"the suite changed files of the checkout: {changed}"
 
 
 @pytest.fixture(autouse=True)

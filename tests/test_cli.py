@@ -6,12 +6,15 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import sys
 
 import pytest
 
 
 def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, from a directory of its own: its default files (the demo's ledger)
+    land there, never in the user's checkout."""
     return subprocess.run(
         [sys.executable, "-m", "otel_llm_cost.cli", *args],
         input=stdin,
@@ -19,6 +22,7 @@ def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None)
         text=True,
         env={**os.environ, **(env or {})},
         timeout=60,
+        cwd=tempfile.mkdtemp(prefix="otel-llm-cost-cli-"),
     )
 
 
@@ -186,6 +190,7 @@ def test_demo_serves_metrics_until_ctrl_c_and_says_where_to_look():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     demo = subprocess.Popen([sys.executable, "-m", "otel_llm_cost.cli", "demo", "--port", str(port), "--quiet"],
+                            cwd=tempfile.mkdtemp(prefix="otel-llm-cost-cli-"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONWARNINGS": "ignore"})
     try:

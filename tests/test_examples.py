@@ -174,3 +174,34 @@ def _exercise(client) -> None:  # noqa: ANN001
     assert other.status_code == 200
     usage = client.get("/usage/s1").json()
     assert usage["calls"] == 1 + statuses.count(200) and usage["session_id"] == "s1"
+
+
+_BOTH_SDKS_APP = '''
+import anthropic
+import openai
+
+openai.OpenAI().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+anthropic.Anthropic().messages.create(model="claude-haiku-4-5", max_tokens=50,
+                                      messages=[{"role": "user", "content": "Hi"}])
+'''
+
+
+def test_the_readmes_offline_command_runs_an_app_of_both_sdks_with_a_cost_on_every_span(tmp_path):
+    """The "Try your own app offline" block exactly as written (then `kill %1`), in a shell with no
+    provider key or URL: an app that calls OpenAI and Anthropic prints one span per call, each priced."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Try your own app offline"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    assert "otel-llm-cost fake-provider &" in block and "python app.py" in block
+    (tmp_path / "app.py").write_text(_BOTH_SDKS_APP)
+    env = {k: v for k, v in _offline_env().items() if not k.startswith("ANTHROPIC_")}
+    done = subprocess.run(["bash", "-c", block + "\nstatus=$?\nkill %1\nexit $status\n"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    spans = [json.loads(text) for text in re.findall(r"^\{\n.*?^\}$", done.stdout, re.S | re.M)]
+    calls = [s for s in spans if s["attributes"].get("gen_ai.provider.name") in ("openai", "anthropic")
+             and any(key.startswith("llm_cost.") for key in s["attributes"])]  # ours, not an SDK's own span
+    assert sorted(s["attributes"]["gen_ai.provider.name"] for s in calls) == ["anthropic", "openai"]
+    assert all(s["attributes"]["gen_ai.usage.cost.amount"] > 0 for s in calls)
+    assert all(s["resource"]["attributes"]["service.name"] == "my-app" for s in calls)
+    assert "Traceback" not in done.stderr and "Transient error" not in done.stderr

@@ -193,7 +193,8 @@ def test_real_prometheus_runs_every_panel_query_on_demo_data_and_fires_the_budge
     demo = subprocess.Popen(
         [sys.executable, "-m", "otel_llm_cost.cli", "demo", "--port", str(demo_port), "--duration", "60",
          "--interval", "1", "--quiet"],
-        env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env={**os.environ, "PYTHONWARNINGS": "ignore"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=tmp_path)
     config = yaml.safe_load((DASHBOARDS / "prometheus" / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["scrape_configs"] = [{"job_name": "llm-app",

@@ -274,7 +274,7 @@ def add_arguments(parser: Any) -> None:
                         help="loopback port to listen on (default: 8765; 0 picks a free one)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=field=value,...",
                         help="what the fake reports for a model, e.g. gpt-4o=input_tokens=1000,output_tokens=100 "
-                             "(fields of ModelBehaviour; repeatable)")
+                             f"(repeatable); fields: {', '.join(_model_fields())}")
     parser.add_argument("--until-stdin-closes", action="store_true",
                         help="stop when standard input closes (for a harness that owns this process)")
     parser.add_argument("--grpc", action="store_true",
@@ -288,46 +288,113 @@ def serve(args: Any) -> int:
     import sys
 
     try:
+        models = [_parse_model(spec) for spec in args.model]
+    except ValueError as error:
+        print(f"otel-llm-cost: --model {error}", file=sys.stderr)
+        return 2
+    if not 0 <= args.port <= 65535:
+        print(f"otel-llm-cost: --port {args.port} is not a port (0 to 65535)", file=sys.stderr)
+        return 2
+    try:
         fake = FakeProvider(port=args.port)
     except OSError as error:
         print(f"otel-llm-cost: cannot listen on 127.0.0.1:{args.port} ({error.strerror or error}); "
               "pick another with --port", file=sys.stderr)
         return 2
-    with fake:
-        fake.keep_request_bodies(False)
-        for spec in args.model:
-            name, _, fields = spec.partition("=")
-            values = dict(item.split("=", 1) for item in fields.split(",") if item)
-            fake.set_model(name, **{k: (int(v) if v.isdigit() else v) for k, v in values.items()})
-        print(fake.url, flush=True)
-        grpc_line = ""
-        if getattr(args, "grpc", False):
-            try:
-                grpc_line = (f"  xAI (xai-sdk), over gRPC                api_host={fake.grpc_address!r}, "
-                             "use_insecure_channel=True\n")
-            except ImportError as error:
-                print(f"otel-llm-cost: cannot serve gRPC ({error}); pip install grpcio", file=sys.stderr)
-                return 2
-        if args.until_stdin_closes and grpc_line:
-            print(fake.grpc_address, flush=True)
-        if not args.until_stdin_closes:
-            print(f"  OpenAI and every OpenAI-compatible SDK   base_url={fake.openai_url}\n"
-                  f"  Anthropic                               base_url={fake.anthropic_url}\n"
-                  f"  Gemini (google-genai)                   HttpOptions(base_url={fake.gemini_url!r})\n"
-                  f"  Bedrock (boto3)                         endpoint_url={fake.bedrock_url}\n"
-                  f"  Mistral, Cohere, Ollama                 server_url / base_url / host={fake.url}\n"
-                  f"{grpc_line}serving until Ctrl-C", flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGTERM ends the wait as Ctrl-C does, by raising in the main thread: a handler that set an Event
+    # could run while the main thread held that Event's lock in wait(), and hang for ever
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with fake:
+            return _serve(fake, args, models)
+    except (KeyboardInterrupt, _Terminated):
+        return 0
+
+
+def _serve(fake: FakeProvider, args: Any, models: list[tuple[str, dict[str, Any]]]) -> int:
+    """Print where each SDK finds the fake, then wait until told to stop."""
+    import sys
+
+    fake.keep_request_bodies(False)
+    for name, behaviour in models:
+        fake.set_model(name, **behaviour)
+    print(fake.url, flush=True)
+    grpc_line = ""
+    if getattr(args, "grpc", False):
         try:
-            if args.until_stdin_closes:
-                sys.stdin.read()
-            else:
-                while not stop.wait(0.5):
-                    pass
-        except KeyboardInterrupt:
-            pass
+            grpc_line = (f"  xAI (xai-sdk), over gRPC                api_host={fake.grpc_address!r}, "
+                         "use_insecure_channel=True\n")
+        except ImportError as error:
+            print(f"otel-llm-cost: cannot serve gRPC ({error}); pip install grpcio", file=sys.stderr)
+            return 2
+    if args.until_stdin_closes and grpc_line:
+        print(fake.grpc_address, flush=True)
+    if not args.until_stdin_closes:
+        print(f"  OpenAI and every OpenAI-compatible SDK   base_url={fake.openai_url}\n"
+              f"  Anthropic                               base_url={fake.anthropic_url}\n"
+              f"  Gemini (google-genai)                   HttpOptions(base_url={fake.gemini_url!r})\n"
+              f"  Bedrock (boto3)                         endpoint_url={fake.bedrock_url}\n"
+              f"  Mistral, Cohere, Ollama                 server_url / base_url / host={fake.url}\n"
+              f"{grpc_line}serving until Ctrl-C", flush=True)
+    if args.until_stdin_closes:
+        sys.stdin.read()
+    else:
+        while True:
+            time.sleep(3600)
     return 0
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _model_fields() -> list[str]:
+    import dataclasses
+
+    return [field.name for field in dataclasses.fields(ModelBehaviour)]
+
+
+def _parse_model(spec: str) -> tuple[str, dict[str, Any]]:
+    """`NAME=field=value,...` as (name, fields of ModelBehaviour with their types); ValueError names the
+    bad part in one line."""
+    import dataclasses
+    import typing
+
+    name, _, fields = spec.partition("=")
+    if not name or not fields:
+        raise ValueError(f"{spec!r} is not NAME=field=value,... (e.g. gpt-4o=input_tokens=1000,output_tokens=100)")
+    types = typing.get_type_hints(ModelBehaviour)
+    known = {field.name for field in dataclasses.fields(ModelBehaviour)}
+    behaviour: dict[str, Any] = {}
+    for item in fields.split(","):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"{spec!r}: {item!r} is not field=value")
+        if key not in known:
+            raise ValueError(f"{spec!r}: unknown field {key!r}; fields: {', '.join(sorted(known))}")
+        wanted = types[key]
+        try:
+            if wanted in (int, int | None):
+                behaviour[key] = int(value)
+            elif wanted in (float | None, float):
+                behaviour[key] = float(value)
+            elif wanted is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                behaviour[key] = value.lower() in ("true", "1")
+            elif wanted in (str, str | None):
+                behaviour[key] = value
+            else:
+                raise LookupError
+        except ValueError:
+            raise ValueError(f"{spec!r}: {key}={value!r} is not a valid {key}") from None
+        except LookupError:
+            raise ValueError(f"{spec!r}: field {key!r} cannot be set from the command line") from None
+    return name, behaviour
 
 
 def main(argv: list[str] | None = None) -> None:
