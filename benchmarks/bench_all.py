@@ -63,9 +63,11 @@ def table(overhead: dict, lifecycle: dict, startup: dict, stores: dict, rounds: 
         if mode in bench_overhead.BUDGET_MODES:
             name = f"otel-llm-cost with budgets, {mode.split(': ')[1]} store"
             beyond_ns, beyond_st = ns[f"{mode} beyond ours"], st[f"{mode} beyond ours"]
+            trips = ns.get(f"{mode} round trips")
+            trips_text = f"; {trips:.3f} store round trips a call" if trips is not None else ""
             lines.append(f"| {name} | {ns[mode]:+,.0f} µs ({_times(ns[mode], ns['otel-llm-cost'])} ours; budgets "
-                         f"{beyond_ns:+,.0f} µs) | {st[mode]:+,.0f} µs ({_times(st[mode], ours)} ours; budgets "
-                         f"{beyond_st:+,.0f} µs) |")
+                         f"{beyond_ns:+,.0f} µs{trips_text}) | {st[mode]:+,.0f} µs ({_times(st[mode], ours)} ours; "
+                         f"budgets {beyond_st:+,.0f} µs) |")
             continue
         call_ratios = ", ".join(r for r in (f"{_times(ns[mode], ns['floor'])} floor",
                                             versus(ns[mode], official, ns)) if r)

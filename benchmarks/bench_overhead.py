@@ -194,6 +194,7 @@ def _switch(mode: str, tracer_provider: Any, meter_provider: Any, client: Any, s
                     return call()
 
             budgets_on()
+            _count_round_trips(_setup._runtime.guard.store)
             return _Switch(in_session, budgets_on, budgets_off)
         instrumentor = OpenAIInstrumentor()
         return _Switch(_plain, lambda: instrumentor.instrument(tracer_provider=tracer_provider),
@@ -224,13 +225,35 @@ def _switch(mode: str, tracer_provider: Any, meter_provider: Any, client: Any, s
                    lambda: setattr(Completions, "create", bare))
 
 
+ROUND_TRIPS = [0, 0]
+"""Store operations (reserve, read, batch of writes) made since the budgets' store was set up; and of
+those, the ones the metrics collections made (the budget gauges read the store at every collection,
+which the benchmark makes every window, where Prometheus would scrape every 15 s or so)."""
+
+
+def _count_round_trips(store: Any) -> None:
+    """Count every operation of the store under the lease and outage layers: each is a round trip."""
+    while "store" in vars(store):  # LeasedStore -> OutageBuffer -> the store itself
+        store = vars(store)["store"]
+    for name in ("reserve", "usage", "keys", "apply_writes"):
+        method = getattr(store, name)
+
+        def counted(*args: Any, _method: Callable[..., Any] = method, **kwargs: Any) -> Any:
+            ROUND_TRIPS[0] += 1
+            return _method(*args, **kwargs)
+
+        setattr(store, name, counted)
+
+
 def _window(switch: _Switch, call: Callable[[], Any], n: int, reader: Any) -> float:
     """CPU of the whole process per call over `n` calls and one metrics collection, in µs."""
     gc.collect()
     start = time.process_time_ns()
     for _ in range(n):
         switch.run(call)
+    before = ROUND_TRIPS[0]
     reader.collect()
+    ROUND_TRIPS[1] += ROUND_TRIPS[0] - before
     return (time.process_time_ns() - start) / 1000 / n
 
 
@@ -254,6 +277,7 @@ def child(mode: str, url: str, calls: int, streams: int, store_url: str | None =
             switch.run(call)
     differences: dict[str, list[float]] = {name: [] for name in workloads}
     offs: dict[str, list[float]] = {name: [] for name in workloads}
+    calls_on, trips_before = 0, ROUND_TRIPS[0] - ROUND_TRIPS[1]
     batches = 10
     for index in range(batches):  # off and on alternate, and which goes first alternates too
         for name, (call, n) in workloads.items():
@@ -262,11 +286,14 @@ def child(mode: str, url: str, calls: int, streams: int, store_url: str | None =
             for state in (("off", "on") if index % 2 == 0 else ("on", "off")):
                 (switch.off if state == "off" else switch.on)()
                 timed[state] = _window(switch, call, size, reader)
+                calls_on += size if state == "on" else 0
             switch.on()
             differences[name].append(timed["on"] - timed["off"])
             offs[name].append(timed["off"])
     result = {name: statistics.median(values) for name, values in differences.items()}
     result.update({f"{name} off": statistics.median(values) for name, values in offs.items()})
+    if mode in BUDGET_MODES and mode != "budgets: memory":  # far from the limit, leased: well under one a call
+        result["round trips per call"] = (ROUND_TRIPS[0] - ROUND_TRIPS[1] - trips_before) / calls_on
     return result
 
 
@@ -290,7 +317,8 @@ def fake_provider_process() -> Iterator[str]:
 
 
 def _run_child(mode: str, url: str, calls: int, streams: int, store_url: str | None) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENLIT"))} | {
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "OPENLIT")) or k == "OTEL_LLM_COST_BUDGET_LEASE"} | {
         "PYTHONWARNINGS": "ignore", "OTEL_SDK_DISABLED": "false",
         "PYTHONHASHSEED": "0"}  # the same dict layouts in every child: less noise between processes
     argv = [sys.executable, __file__, "--child", mode, "--url", url, "--calls", str(calls), "--streams", str(streams)]
@@ -322,6 +350,8 @@ def measure(rounds: int, calls: int, streams: int, stores: dict[str, str] | None
                             row.setdefault("usage chunk", []).append(seen["stream asking usage off"] - seen["stream off"])
                     elif mode in BUDGET_MODES:
                         row.setdefault(f"{mode} beyond ours", []).append(seen[workload])
+                        if "round trips per call" in seen:
+                            row.setdefault(f"{mode} round trips", []).append(seen["round trips per call"])
                     else:
                         row.setdefault(mode, []).append(seen[workload])
     result = {w: {m: statistics.median(v) for m, v in row.items()} for w, row in per_round.items()}

@@ -64,7 +64,8 @@ def _new_guard(settings: Settings) -> BudgetGuard:
     except StoreOpenError as error:
         raise ConfigError(f"{BUDGET_STORE}={settings.budget_store!r} cannot be used: {error}") from None
     guard = BudgetGuard(store, default_output_tokens=settings.default_output_tokens,
-                        on_store_failure=settings.budget_store_failure, fallback_models=settings.fallback_models)
+                        on_store_failure=settings.budget_store_failure, fallback_models=settings.fallback_models,
+                        lease=settings.budget_lease)
     for budget in budgets_from_settings(settings):
         guard.set(budget)
     return guard
@@ -176,5 +177,9 @@ def reset_for_tests() -> None:
     with _lock:
         if _runtime is not None and _runtime.ledger is not None:
             _runtime.ledger.shutdown()
+        if _runtime is not None:  # its leases and queued settles go to its store now, not into the next test's
+            release = getattr(_runtime.guard.store, "release_all", None)
+            if release is not None:
+                release()
         _runtime = None
         _state.set_budget_hook(None)

@@ -26,6 +26,8 @@ BUDGETS_FILE: Final = "OTEL_LLM_COST_BUDGETS_FILE"
 ON_EXCEED: Final = "OTEL_LLM_COST_ON_EXCEED"
 BUDGET_STORE: Final = "OTEL_LLM_COST_BUDGET_STORE"
 BUDGET_STORE_FAILURE: Final = "OTEL_LLM_COST_BUDGET_STORE_FAILURE"
+BUDGET_LEASE: Final = "OTEL_LLM_COST_BUDGET_LEASE"
+"""`on` (default): a process admits calls against a leased slice of a shared budget, without a round trip."""
 DEFAULT_OUTPUT_TOKENS: Final = "OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS"
 PRICING_FILE: Final = "OTEL_LLM_COST_PRICING_FILE"
 PRICES_UPDATE: Final = "OTEL_LLM_COST_PRICES_UPDATE"
@@ -71,6 +73,7 @@ class Settings:
     on_exceed: str = "raise"
     budget_store: str = "memory"
     budget_store_failure: str = "allow"
+    budget_lease: bool = True
     default_output_tokens: int = 1024
     pricing_file: Path | None = None
     prices_update: bool = False
@@ -322,6 +325,7 @@ _PARSERS: Final[dict[str, tuple[str, Any]]] = {
     "on_exceed": (ON_EXCEED, parse_policy),
     "budget_store": (BUDGET_STORE, parse_store),
     "budget_store_failure": (BUDGET_STORE_FAILURE, parse_store_failure),
+    "budget_lease": (BUDGET_LEASE, parse_bool),
     "default_output_tokens": (DEFAULT_OUTPUT_TOKENS, parse_positive_int),
     "pricing_file": (PRICING_FILE, parse_readable_file),
     "prices_update": (PRICES_UPDATE, parse_bool),

@@ -123,6 +123,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _free_ports(count: int) -> list[int]:
+    """`count` different free ports: the kernel may hand the same one out again once it is released."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := _free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -183,8 +192,8 @@ def test_real_prometheus_runs_every_panel_query_on_demo_data_and_fires_the_budge
     in a real Prometheus, and the shipped routing in a real Alertmanager that delivers the page."""
     assert PROMETHEUS, "prometheus missing: scripts/setup.sh installs Debian's prometheus package"
     assert ALERTMANAGER, "alertmanager missing: scripts/setup.sh installs Debian's prometheus-alertmanager package"
-    demo_port, prom_port, am_port, am_cluster = _free_port(), _free_port(), _free_port(), _free_port()
-    webhook = _Webhook()
+    webhook = _Webhook()  # bound first: the ports picked next are free and none is the webhook's
+    demo_port, prom_port, am_port, am_cluster = _free_ports(4)
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(_alertmanager_config(webhook)))
     alertmanager = subprocess.Popen(
         [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}", f"--storage.path={tmp_path / 'am'}",

@@ -53,9 +53,17 @@ def _create(client):
     return client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=50)
 
 
+def _redis_store(guard: BudgetGuard) -> RedisStore:
+    """The Redis store under the guard's lease and outage layers."""
+    store = guard.store
+    while not isinstance(store, RedisStore):
+        store = store.store
+    return store
+
+
 def _until_flushed(guard: BudgetGuard, seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
-    while not guard.flush():
+    while not guard.flush() or next(iter(guard.statuses())).stale:  # applied, and the store answers again
         assert time.monotonic() < deadline, "queued spend was never applied"
         time.sleep(0.05)
 
@@ -107,7 +115,7 @@ def test_budget_remaining_and_budgets_report_stale_state_instead_of_raising(redi
         llm_cost.configure(budget_store=redis_server.url, instrument=False)
         llm_cost.set_budget(2, name="team")
         runtime = _setup.runtime()
-        runtime.guard.store.store.PAUSE_AFTER_FAILURE = 0.1
+        _redis_store(runtime.guard).PAUSE_AFTER_FAILURE = 0.1
         runtime.guard.record_unreserved(Decimal("0.5"), None)
         assert llm_cost.budget_remaining("team").remaining == Decimal("1.5")
         redis_server.stop()
@@ -187,7 +195,7 @@ def test_every_outage_is_logged_again_after_a_recovery(redis_server, caplog):
             for _ in range(5):
                 guard.status("global")
             redis_server.start()
-            guard.store.store._paused_until = 0  # no need to wait out the pause in a test
+            _redis_store(guard)._paused_until = 0  # no need to wait out the pause in a test
             assert guard.status("global").stale is False
     lines = [r.getMessage().split(" (")[0].split(" after ")[0] for r in caplog.records]
     assert lines == ["otel-llm-cost: budget store unreachable", "otel-llm-cost: budget store reachable again"] * 2

@@ -539,3 +539,51 @@ def test_responded_calls_count_as_blocked_in_metrics_totals_and_the_ledger(tmp_p
     finally:
         uninstrument()
         _setup.reset_for_tests()
+
+
+def test_respond_to_a_call_that_asks_for_a_schema_is_the_providers_own_refusal_never_a_validation_error(
+        guarded, fake):
+    """`messages.parse(output_format=...)` and `.stream(output_format=...)` validate every text block
+    against the schema: the refusal is the API's own, `stop_reason: "refusal"` with no text; OpenAI's
+    `parse()` gets `message.refusal` with `parsed` None."""
+    import pydantic
+
+    class Answer(pydantic.BaseModel):
+        value: int
+
+    clients = _clients(fake)
+    guarded.set(Budget.create(0, name="out", on_exceed="respond"))
+    anthropic_client = clients["anthropic"]
+    parsed = anthropic_client.messages.parse(model="claude-haiku-4-5", max_tokens=100, messages=M,
+                                             output_format=Answer)
+    assert (parsed.stop_reason, parsed.content, parsed.parsed_output) == ("refusal", [], None)
+    with anthropic_client.messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=M,
+                                          output_format=Answer) as stream:
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.content) == ("refusal", [])
+    plain = anthropic_client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=M)
+    assert plain.stop_reason == "end_turn" and plain.content[0].text == REFUSAL  # no schema: the message
+
+    completion = clients["openai"].chat.completions.parse(model="gpt-4o", messages=M, response_format=Answer)
+    message = completion.choices[0].message
+    assert (message.refusal, message.parsed) == (REFUSAL, None)
+    assert fake.request_count("") == 0 and guarded.blocked["out"] == 4
+
+
+def test_an_sdk_without_a_refusal_shape_raises_for_a_schema_call_under_respond(guarded, fake):
+    """Mistral's messages have no refusal field: `chat.parse()` under `respond` raises as `raise` does
+    (its parser would drop the text and give `parsed=None` with nothing said); plain chat still answers."""
+    import pydantic
+    from mistralai.client import Mistral
+    from mistralai.client.errors import MistralError
+
+    class Answer(pydantic.BaseModel):
+        value: int
+
+    client = Mistral(api_key="k", server_url=fake.url)
+    guarded.set(Budget.create(0, name="out", on_exceed="respond"))
+    with pytest.raises(MistralError) as refused:
+        client.chat.parse(response_format=Answer, model="mistral-large-latest", messages=M)
+    assert isinstance(refused.value, llm_cost.BudgetExceededError)
+    plain = client.chat.complete(model="mistral-large-latest", messages=M)
+    assert plain.choices[0].message.content == REFUSAL and fake.request_count("") == 0

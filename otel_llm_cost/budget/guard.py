@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from otel_llm_cost import attributes as attr
 from otel_llm_cost._log import exception_once, warn_once
 from otel_llm_cost.budget import Budget, BudgetExceededError, BudgetStatus, BudgetStoreUnavailableError
+from otel_llm_cost.budget.leases import leased
 from otel_llm_cost.budget.outage import buffered
 from otel_llm_cost.budget.stores import BudgetStore, Claim, MemoryStore, Refusal, Reservation, StoreUnavailable
 from otel_llm_cost.budget.thresholds import Thresholds
@@ -110,8 +111,9 @@ class BudgetGuard:
         price_book: PriceBook | None = None,
         on_store_failure: str = "allow",
         fallback_models: Iterable[tuple[str, str]] = (),
+        lease: bool = True,
     ) -> None:
-        self.store: BudgetStore = buffered(store or MemoryStore(), on_store_failure)
+        self.store: BudgetStore = leased(buffered(store or MemoryStore(), on_store_failure), lease)
         self.default_output_tokens = default_output_tokens
         self.clock = clock
         self.price_book = price_book

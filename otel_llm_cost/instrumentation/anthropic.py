@@ -141,25 +141,42 @@ class _MessagesStream:
 
 def _answer(request: Request, refusal: str) -> Answer:
     """A refused Messages call: one text block, `end_turn`, zero usage; streamed as the API streams it
-    (server-sent events, or Bedrock's event stream for `AnthropicBedrock`)."""
+    (server-sent events, or Bedrock's event stream for `AnthropicBedrock`). A call that asks for a schema
+    (`parse(output_format=...)`, `output_config.format`) gets the API's own refusal, `stop_reason:
+    "refusal"` with no text to parse, since the SDK validates every text block against the schema."""
     usage = {"input_tokens": 0, "output_tokens": 0}
+    schema = _asks_for_schema(request.kwargs)
+    stop = "refusal" if schema else "end_turn"
+    content = [] if schema else [{"type": "text", "text": refusal}]
     message = {"id": refusal_id(), "type": "message", "role": "assistant", "model": request.model or "",
-               "content": [{"type": "text", "text": refusal}], "stop_reason": "end_turn", "stop_sequence": None,
-               "usage": usage}
+               "content": content, "stop_reason": stop, "stop_sequence": None, "usage": usage}
     if not request.stream:
         return json_body(message)
-    events = [
-        {"type": "message_start", "message": {**message, "content": [], "stop_reason": None}},
+    text_block = [] if schema else [
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": refusal}},
         {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+    ]
+    events = [
+        {"type": "message_start", "message": {**message, "content": [], "stop_reason": None}},
+        *text_block,
+        {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
          "usage": {"output_tokens": 0}},
         {"type": "message_stop"},
     ]
     if request.provider == "aws.bedrock":
         return aws_event_stream((("chunk", event) for event in events), wrap_in_bytes=True)
     return sse((event["type"], event) for event in events)
+
+
+def _asks_for_schema(kwargs: dict[str, Any]) -> bool:
+    config = kwargs.get("output_config")
+    return _given(kwargs.get("output_format")) or isinstance(config, dict) and _given(config.get("format"))
+
+
+def _given(value: Any) -> bool:
+    """Set, and not the SDK's `omit`/`NOT_GIVEN` placeholder."""
+    return value is not None and type(value).__name__ not in ("NotGiven", "Omit")
 
 
 MESSAGES = Endpoint(_read_request, _read_response, _MessagesStream, answer_refusal=_answer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from otel_llm_cost.instrumentation._call import Endpoint, Outcome, Request, UsageChunks, streaming
-from otel_llm_cost.instrumentation._refusal import ErrorBase
+from otel_llm_cost.instrumentation._refusal import Answer, ErrorBase
 from otel_llm_cost.instrumentation.openai import answer_chat
 from otel_llm_cost.instrumentation._instrumentor import LLMInstrumentor, Target
 from otel_llm_cost.instrumentation._read import choice_finish_reasons, field, given_int, given_str, text
@@ -57,9 +57,17 @@ def _read_embeddings_request(instance: Any, args: tuple[Any, ...], kwargs: dict[
                    prompt=inputs if isinstance(inputs, (str, list)) else None)
 
 
-COMPLETE = Endpoint(_read_request, _read_response, answer_refusal=answer_chat)
+def _answer(request: Request, refusal: str) -> Answer | None:
+    """Mistral's messages have no refusal field: a call that asks for a JSON schema (`chat.parse`) is
+    refused as `raise`, never answered with text its parser would reject or drop."""
+    response_format = request.kwargs.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, dict) else getattr(response_format, "type", None)
+    return None if kind == "json_schema" else answer_chat(request, refusal)
+
+
+COMPLETE = Endpoint(_read_request, _read_response, answer_refusal=_answer)
 EMBEDDINGS = Endpoint(_read_embeddings_request, _read_response)
-STREAM = Endpoint(streaming(_read_request), _read_response, _CHUNKS, answer_refusal=answer_chat)
+STREAM = Endpoint(streaming(_read_request), _read_response, _CHUNKS, answer_refusal=_answer)
 
 _MODULE = "mistralai.client.chat"
 
