@@ -180,30 +180,48 @@ def _free_ports(count: int, *, cluster: bool = False) -> list[int]:
     return ports
 
 
-@pytest.fixture(scope="session")
-def redis_cluster_url(tmp_path_factory) -> Iterator[str]:
-    """A real Redis Cluster of 3 masters on loopback ports (`redis-cli --cluster create`)."""
-    import shutil
+def cluster_node_arguments(port: int, persist: bool = False) -> list[str]:
+    """One cluster node's redis-server arguments; `persist`: every write on disk before it is answered,
+    so a node killed and started again has all it acknowledged."""
+    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
+    return ["--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file",
+            f"nodes-{port}.conf", "--cluster-node-timeout", "2000", "--save", "", *durability]
+
+
+def wait_for_cluster(port: int, seconds: float = 30) -> None:
     import subprocess
     import time
 
-    directory = tmp_path_factory.mktemp("redis-cluster")
+    deadline = time.monotonic() + seconds
+    while b"cluster_state:ok" not in subprocess.run(
+            ["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True).stdout:
+        assert time.monotonic() < deadline, "the cluster did not become ok"
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def redis_cluster(directory, persist: bool = False) -> Iterator[tuple[str, list[int], list]]:
+    """A real Redis Cluster of 3 masters on loopback ports (`redis-cli --cluster create`): its URL, the
+    ports and the processes, in the same order."""
+    import shutil
+    import subprocess
+
     ports = _free_ports(3, cluster=True)
-    processes = _redis_processes(directory, *([
-        "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file",
-        f"nodes-{port}.conf", "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no"] for port in ports))
+    processes = _redis_processes(directory, *(cluster_node_arguments(port, persist) for port in ports))
     try:
         subprocess.run([shutil.which("redis-cli") or "redis-cli", "--cluster", "create",
                         *(f"127.0.0.1:{port}" for port in ports), "--cluster-replicas", "0", "--cluster-yes"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        deadline = time.monotonic() + 30
-        while b"cluster_state:ok" not in subprocess.run(
-                ["redis-cli", "-p", str(ports[0]), "cluster", "info"], capture_output=True).stdout:
-            assert time.monotonic() < deadline, "the cluster did not become ok"
-            time.sleep(0.2)
-        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+        wait_for_cluster(ports[0])
+        yield f"redis+cluster://127.0.0.1:{ports[0]}", ports, processes
     finally:
-        _stop_all(processes)
+        _stop_all([p for p in processes if p.poll() is None])
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory) -> Iterator[str]:
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as (url, _, _):
+        yield url
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from decimal import Decimal as D
 
 import openai
@@ -261,3 +262,49 @@ def test_4_app_processes_of_16_threads_race_for_a_shared_budget(kind, lease, req
     assert (allowed == 100) if lease == "off" else (100 - unusable_calls <= allowed <= 100), allowed
     assert fake.request_count("/chat/completions") == allowed
     assert costs == D(allowed) / 10 and store_from_url(url).usage("global", "", "total") == (costs, D(0))
+
+
+def test_a_cluster_master_killed_mid_run_raises_nothing_and_its_spend_is_replayed_once(
+        tmp_path, tracer_provider, settings, fake, span_exporter):
+    """The master that owns the budget keys' slot is killed (SIGKILL) between calls and started again:
+    the calls meanwhile go ahead (policy allow) and raise nothing, and once the cluster is whole again
+    the store's spend is exactly the spans' costs: applied once, lost nowhere."""
+    import signal
+
+    from redis.cluster import RedisCluster
+
+    from tests.conftest import _redis_processes, cluster_node_arguments, redis_cluster, wait_for_cluster
+
+    with redis_cluster(tmp_path, persist=True) as (url, ports, processes):
+        owner = RedisCluster(host="127.0.0.1", port=ports[0]).get_node_from_key("{llm_cost}:x").port
+        index = ports.index(owner)
+        _setup.reset_for_tests()
+        try:
+            # leases off: every call reaches the store, so the outage meets the calls
+            llm_cost.configure(tracer_provider=tracer_provider, budget_store=url, budget_lease=False)
+            llm_cost.set_budget(100, name="global")
+            client = openai.OpenAI(base_url=fake.openai_url, api_key="sk-test", max_retries=0)
+            for _ in range(3):
+                _call(client)
+            processes[index].send_signal(signal.SIGKILL)
+            processes[index].wait(timeout=10)
+            for _ in range(4):  # the cluster is down: allowed, the spend queued
+                _call(client)
+            assert llm_cost.budget_remaining("global").stale is True
+            processes += _redis_processes(tmp_path, cluster_node_arguments(owner, persist=True))
+            wait_for_cluster(ports[0])
+            deadline = time.monotonic() + 30
+            while not _setup.runtime().guard.flush() or llm_cost.budget_remaining("global").stale:
+                assert time.monotonic() < deadline, "the queued spend was never applied"
+                time.sleep(0.1)
+            _call(client)
+            release_all_leases()
+            _flush_at_exit()
+            costs = sum((cost_of(s) for s in our_spans(span_exporter)), D(0))
+            assert fake.request_count("/chat/completions") == 8
+            assert store_from_url(url).usage("global", "", "total") == (costs, D(0))
+        finally:
+            from otel_llm_cost.instrumentation import uninstrument
+
+            uninstrument()
+            _setup.reset_for_tests()
