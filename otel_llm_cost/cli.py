@@ -317,9 +317,14 @@ def _cmd_ledger_replay(args: argparse.Namespace, book: PriceBook) -> int:
         ledger.shutdown(timeout=0)
     if left:
         raise CliError(f"{ledger.replayed:,} rows written; {len(left)} spool file(s) are left in "
-                       f"{ledger.spool.directory}: the ledger refused them (see the log above)")
-    print(f"{ledger.replayed:,} spooled rows written to {redacted(url)} from {len(waiting)} file(s)"
+                       f"{ledger.spool.directory}: the ledger is unreachable (see the log above)")
+    done = len(waiting) - len(ledger.unreadable)
+    print(f"{ledger.replayed:,} spooled rows written to {redacted(url)} from {done} file(s)"
           + (f"; {ledger.dropped:,} rows the database refused were dropped" if ledger.dropped else ""))
+    if ledger.unreadable:
+        raise CliError(f"{len(ledger.unreadable)} spool file(s) could not be read whole and are set aside "
+                       "(their good rows were written): "
+                       + "; ".join(f"{aside.path} ({aside.reason}; {aside.rows} rows read)" for aside in ledger.unreadable))
     return 0
 
 

@@ -117,7 +117,7 @@ def test_the_schema_is_versioned_and_migrating_again_changes_nothing(backend):
         again.close()
     if backend.url.startswith("sqlite"):
         versions = sqlite3.connect(backend.url[len("sqlite:///"):]).execute("SELECT version FROM schema_version")
-        assert [v for (v,) in versions] == [1, 2]
+        assert [v for (v,) in versions] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(("when", "expected"), [

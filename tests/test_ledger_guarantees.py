@@ -261,6 +261,93 @@ def _spooled(directory: Path) -> list:
     return [row for path in directory.glob("*.jsonl") for row in _read(path)]
 
 
+# --- a spool file that cannot be read ---
+
+_OPEN_AND_EXIT = """
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+import otel_llm_cost as llm_cost
+
+llm_cost.configure(tracer_provider=TracerProvider(), ledger=sys.argv[1], ledger_exit_timeout=5)
+"""
+
+
+def _good_spool_file(directory: Path, name: str, count: int, mtime: float) -> list[str]:
+    """A spool file as a process writes it, of `count` rows; their ids."""
+    from otel_llm_cost.ledger.spool import Spool
+
+    rows = [_row_of(index, name) for index in range(count)]
+    path = Spool(f"sqlite:///{directory / 'usage.db'}").write(rows)
+    os.utime(path, (mtime, mtime))
+    return [row.id for row in rows]
+
+
+def _row_of(index: int, name: str):
+    from datetime import UTC, datetime
+
+    from otel_llm_cost.ledger import Row, uuid7
+
+    return Row(uuid7(), datetime.now(UTC), None, None, "svc", "openai", "chat", "gpt-4o", None, None, name, None,
+               None, {}, 1_000, 100, 0, 0, 0, GPT_4O_CALL, "local", "bundled", False, "ok", None, False, None, 0.1)
+
+
+BAD_SPOOL_FILES = {
+    "truncated": lambda good: good[: good.rindex(b"\n", 0, len(good) - 1) + 1] + good[good.rindex(b"\n", 0, len(good) - 1) + 1:-20],
+    "binary garbage": lambda good: os.urandom(300) + b"\xff\xfe",
+    "empty": lambda good: b"",
+    "wrong JSON type": lambda good: b'[1, 2, 3]\n"a row?"\n',
+}
+
+
+def test_an_unreadable_spool_file_is_set_aside_and_blocks_no_other(tmp_path):
+    """A spool directory with one file of each unreadable kind, the oldest, among good ones: the next
+    process that opens the ledger writes every good row once, sets each bad file aside with one line
+    naming it, says nothing about the database being down, and exits as fast as without them;
+    `ledger replay` names what it could not read and exits non-zero only then."""
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    open_backend(url).close()
+    now = time.time()
+    good_ids = _good_spool_file(tmp_path, "first", 30, now - 50)  # written first, so read first, whole...
+    ids_in_bad = _good_spool_file(tmp_path, "cut", 5, now - 500)
+    bad_paths = []
+    for index, (kind, make) in enumerate(BAD_SPOOL_FILES.items()):
+        source = sorted(tmp_path.glob("usage.db-spool-*.jsonl"), key=lambda p: p.stat().st_mtime)[0] \
+            if kind == "truncated" else None
+        data = make(source.read_bytes()) if source is not None else make(b"")
+        if source is not None:
+            source.unlink()
+        path = tmp_path / f"usage.db-spool-{kind.replace(' ', '')}-{index}.jsonl"
+        path.write_bytes(data)
+        os.utime(path, (now - 1000 + index, now - 1000 + index))  # ...the bad ones are the oldest
+        bad_paths.append(path)
+    good_ids += _good_spool_file(tmp_path, "second", 20, now - 10)
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _OPEN_AND_EXIT, url], env=ENV, capture_output=True, text=True,
+                          timeout=60)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "otel-llm-cost" in line]
+    assert not any("unreachable" in line for line in lines), lines
+    aside = sorted(tmp_path.glob("*.unreadable"))
+    assert sorted(p.name for p in aside) == sorted(p.name + ".unreadable" for p in bad_paths)
+    assert sum("could not be read" in line for line in lines) == 4
+    assert any(f"the 4 rows read from it were written, and it is set aside as {bad_paths[0]}.unreadable" in line
+               for line in lines), lines  # the cut file: its whole lines were good rows
+    written = {row.id for row in open_backend(url).rows(None, None)}
+    assert set(good_ids) <= written and len(written) == len(good_ids) + 4
+    assert set(ids_in_bad[:4]) <= written and not list(tmp_path.glob("*.jsonl"))
+    assert took < 15  # nothing waited on a database that was never down
+
+    os.replace(aside[0], tmp_path / "usage.db-spool-again.jsonl")  # put one back: replay names it
+    replay = subprocess.run([sys.executable, "-m", "otel_llm_cost.cli", "ledger", "replay", "--ledger", url],
+                            env=ENV, capture_output=True, text=True, timeout=60)
+    assert replay.returncode == 2 and "could not be read whole" in replay.stderr
+    assert "usage.db-spool-again.jsonl.unreadable" in replay.stderr
+    assert replay.stderr.splitlines()[-1].startswith("otel-llm-cost: 1 spool file(s) could not be read whole")
+    assert {row.id for row in open_backend(url).rows(None, None)} == written  # no row twice
+
+
 # --- a lost COMMIT reply ---
 
 class CommitReplyDropper:

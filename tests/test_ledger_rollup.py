@@ -148,3 +148,83 @@ def test_a_ledger_written_before_the_rollup_is_rolled_up_when_opened(tmp_path):
         assert "llm_calls_ts" in indexes and "llm_calls_user" not in indexes
     finally:
         backend.close()
+
+
+# --- one precision end to end: reports add exactly the stored costs ---
+
+_COSTS = st.one_of(
+    st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False).map(lambda f: D(repr(f))),
+    st.builds(lambda mantissa, exponent: D(mantissa).scaleb(exponent),  # up to 28 significant digits
+              st.integers(min_value=0, max_value=10**28 - 1), st.integers(min_value=-45, max_value=-20)),
+    st.decimals(min_value=0, max_value=D("1e8"), allow_nan=False, allow_infinity=False, places=21),
+)
+
+
+def _with_costs(rows: list[Row], costs: list[D]) -> list[Row]:
+    for row, cost in zip(rows, costs):
+        if row.cost_usd is not None:  # Row stores its cost as the ledger keeps it
+            row.cost_usd = cost
+            row.__post_init__()
+    return rows
+
+
+def _sql_total(backend) -> D:
+    """SUM over the stored rows, in the database's own SQL."""
+    if backend.url.startswith("sqlite"):
+        units = backend._connection().execute("SELECT COALESCE(SUM(cost_e10), 0) FROM llm_calls").fetchone()[0]
+        return D(units) * D("1e-10")
+    connection = backend._connection()
+    try:
+        return connection.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM llm_calls").fetchone()[0]
+    finally:
+        connection.rollback()
+
+
+def _write_with_costs(url: str, seed: int, costs: list[str]) -> None:
+    backend = open_backend(url)
+    rows = _with_costs(_rows(len(costs), seed), [D(c) for c in costs])
+    backend.write(rows[:40])
+    backend.write(rows[20:])  # 20 rows again: a replay
+    backend.close()
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(costs=st.lists(_COSTS, min_size=60, max_size=60), start=st.floats(min_value=-1, max_value=6),
+       length=st.floats(min_value=0.1, max_value=8))
+def test_reports_add_up_to_the_stored_costs_to_the_last_digit(ledger_url, costs, start, length):
+    """Costs with up to 28 significant digits (floats, huge and tiny decimals), written by two processes at
+    once, with replays: every grouping's cost, for any range and for all time, equals the sum of its rows'
+    stored costs, and the total equals the database's own SUM over the rows."""
+    from otel_llm_cost.ledger.rows import stored_cost
+
+    if ledger_url.startswith("postgres"):
+        from tests.conftest import empty_ledger
+
+        empty_ledger(ledger_url)
+    else:
+        import os
+
+        if os.path.exists(ledger_url[len("sqlite:///"):]):
+            os.remove(ledger_url[len("sqlite:///"):])
+    open_backend(ledger_url).close()
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_write_with_costs, args=(ledger_url, seed, [str(c) for c in costs]))
+               for seed in (1, 2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=120)
+        assert writer.exitcode == 0
+    backend = open_backend(ledger_url)
+    try:
+        stored = list(backend.rows(None, None))
+        assert len(stored) == 120
+        assert all(row.cost_usd is None or row.cost_usd == stored_cost(row.cost_usd) for row in stored)
+        since, until = T0 + timedelta(days=start), T0 + timedelta(days=start + length)
+        for by in BYS:
+            for window in ((None, None), (since, until)):
+                assert _reported(backend, by, *window) == _expected(stored, by, *window)
+        total = usage_report(by="model", ledger=backend).total.cost
+        assert total == sum((row.cost_usd or 0 for row in stored), D(0)) == _sql_total(backend)
+    finally:
+        backend.close()

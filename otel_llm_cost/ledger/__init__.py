@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from otel_llm_cost._process import at_multiprocessing_exit
 from otel_llm_cost._log import Incident
 from otel_llm_cost.ledger.rows import COLUMNS, Row, encode_tags, row_from, storable, storable_row, uuid7
-from otel_llm_cost.ledger.spool import Spool
+from otel_llm_cost.ledger.spool import Spool, Unreadable
 
 __all__ = ["Ledger", "Row", "LedgerBackend", "LedgerOpenError", "open_backend", "uuid7", "COLUMNS", "row_from",
            "storable", "encode_tags", "redacted"]
@@ -139,6 +139,8 @@ class Ledger:
         self.written = 0
         self.spooled = 0
         self.replayed = 0
+        self.unreadable: list[Unreadable] = []
+        """Spool files set aside because they could not be read whole (`ledger replay` names them)."""
         self._queue: queue.Queue[Row] = queue.Queue(maxsize=self._max_queue)
         self._retry: list[Row] = []
         self._inflight: list[Row] = []
@@ -294,15 +296,19 @@ class Ledger:
         with self._replay_lock:
             self._replay_due = False
             try:
-                rows, files = self.spool.replay(self._replay_batch, self._batch_size)
+                rows, files, unreadable = self.spool.replay(self._replay_batch, self._batch_size)
             except Exception as error:
                 self._incident.failed(error, "spooled rows stay in their files until it is back")
                 self._replay_due = True
                 return False
             self.replayed += rows
+            self.unreadable += unreadable
         if files:
             _logger.warning("otel-llm-cost: usage ledger: %d spooled rows written from %d file(s) (%s)",
                             rows, len(files), ", ".join(str(f) for f in files))
+        for aside in unreadable:  # once each: the file is set aside, never read again
+            _logger.warning("otel-llm-cost: usage ledger spool file could not be read (%s); the %d rows read from "
+                            "it were written, and it is set aside as %s", aside.reason, aside.rows, aside.path)
         return True
 
     def _replay_batch(self, rows: Sequence[Row]) -> None:

@@ -49,7 +49,18 @@ def rollup_migration(*, table: str, day: str, measures: str, tag_source: str) ->
     """Create the rollup (`table`: its CREATE statement), fill it from the rows already in the ledger, and
     drop the per-key indexes. `day` and `measures` are the dialect's day expression and summary sums;
     `tag_source` what to join llm_calls with for one row per tag (columns `key` and `value`)."""
-    statements = [table]
+    statements = [table, _rollup_fill(day=day, measures=measures, tag_source=tag_source)]
+    statements += [f"DROP INDEX IF EXISTS {index}" for index in PER_KEY_INDEXES]
+    return ";\n".join(statements)
+
+
+def rollup_rebuild(*, day: str, measures: str, tag_source: str) -> str:
+    """Empty the rollup and fill it again from the rows: after the rows' stored costs changed."""
+    return "DELETE FROM llm_rollup;\n" + _rollup_fill(day=day, measures=measures, tag_source=tag_source)
+
+
+def _rollup_fill(*, day: str, measures: str, tag_source: str) -> str:
+    statements = []
     for dim, column in _COLUMNS.items():
         statements.append(f"INSERT INTO llm_rollup SELECT '{dim}', {day}, "
                           f"CASE WHEN {column} IS NULL THEN '' ELSE '=' || {column} END, {measures} "
@@ -57,7 +68,6 @@ def rollup_migration(*, table: str, day: str, measures: str, tag_source: str) ->
     statements.append(f"INSERT INTO llm_rollup SELECT 'day', {day}, '', {measures} FROM llm_calls GROUP BY 2")
     statements.append(f"INSERT INTO llm_rollup SELECT 'tag:' || t.key, {day}, '=' || t.value, {measures} "
                       f"FROM llm_calls, {tag_source} GROUP BY 1, 2, 3")
-    statements += [f"DROP INDEX IF EXISTS {index}" for index in PER_KEY_INDEXES]
     return ";\n".join(statements)
 
 

@@ -1,5 +1,5 @@
-"""The ledger in PostgreSQL (psycopg 3), for many hosts writing to one book. `cost_usd` is `NUMERIC`, so
-sums are exact; tags are `jsonb`. Migrations take an advisory lock, so hosts starting together migrate once."""
+"""The ledger in PostgreSQL (psycopg 3), for many hosts writing to one book. `cost_usd` is `NUMERIC` holding
+each cost as stored to 1e-10 USD (`rows.COST_UNIT`), so sums are exact and add up to the rows; tags are `jsonb`. Migrations take an advisory lock, so hosts starting together migrate once."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from otel_llm_cost.ledger._sql import (
     INDEXES,
     ROLLUP_UPSERT,
     rollup_migration,
+    rollup_rebuild,
     summarize,
     time_range,
 )
@@ -48,6 +49,15 @@ _MIGRATIONS: tuple[str, ...] = (
             unpriced BIGINT NOT NULL, errors BIGINT NOT NULL, blocked BIGINT NOT NULL,
             priced_tokens BIGINT NOT NULL, PRIMARY KEY (dim, day, key))""",
         day=_DAY, measures=_MEASURES_SQL, tag_source="jsonb_each_text(llm_calls.tags) AS t(key, value)"),
+    # 3: one precision end to end: each cost as stored to 1e-10 USD (half to even, as `rows.stored_cost`
+    # rounds a new one), and the rollup rebuilt from those stored costs
+    """
+    UPDATE llm_calls SET cost_usd = CASE
+        WHEN cost_usd * 1e10 - trunc(cost_usd * 1e10) = 0.5 AND mod(trunc(cost_usd * 1e10), 2) = 0
+        THEN trunc(cost_usd * 1e10) / 1e10 ELSE round(cost_usd, 10) END
+    WHERE cost_usd IS NOT NULL AND cost_usd <> round(cost_usd, 10);
+    """ + rollup_rebuild(day=_DAY, measures=_MEASURES_SQL,
+                         tag_source="jsonb_each_text(llm_calls.tags) AS t(key, value)"),
 )
 
 

@@ -3,6 +3,7 @@ storable before it leaves for a database or a spool file."""
 
 from __future__ import annotations
 
+import decimal
 import json
 import os
 import threading
@@ -11,11 +12,26 @@ import uuid
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from otel_llm_cost import attributes as attr
 
-__all__ = ["Row", "COLUMNS", "uuid7", "row_from", "storable", "storable_row", "encode_tags"]
+__all__ = ["Row", "COLUMNS", "uuid7", "row_from", "storable", "storable_row", "encode_tags", "COST_UNIT",
+           "stored_cost"]
+
+COST_UNIT: Final = Decimal("1e-10")
+"""The ledger keeps a call's cost to 1e-10 USD (rounded half to even): the unit SQLite's integer column
+holds and PostgreSQL's NUMERIC stores, so every report, rollup and export adds the same stored values."""
+_MONEY: Final = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN, Emin=-999999, Emax=999999)
+
+
+def stored_cost(cost: Decimal) -> Decimal:
+    """`cost` as the ledger stores it (see `COST_UNIT`); a value too large to hold stays as it is, for
+    the database to refuse as a bad row."""
+    try:
+        return cost.quantize(COST_UNIT, context=_MONEY).normalize(_MONEY)
+    except decimal.InvalidOperation:
+        return cost
 
 
 @dataclass(slots=True)
@@ -50,6 +66,10 @@ class Row:
     batch: bool
     job: str | None
     duration_s: float | None
+
+    def __post_init__(self) -> None:
+        if self.cost_usd is not None:
+            self.cost_usd = stored_cost(self.cost_usd)
 
     def to_json(self) -> dict[str, Any]:
         """The row as export writes it: ISO time, money as a decimal string, tags as an object."""

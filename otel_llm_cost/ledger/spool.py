@@ -8,6 +8,10 @@ so a file replayed twice (two processes racing, a crash mid-replay) never duplic
 
 A file is claimed before it is replayed by renaming it to `<name>.replaying-<pid>`: only one process
 replays a file at a time, and a claim whose process died is taken over.
+
+A file that cannot be read whole (a line cut short, bytes that are not UTF-8 JSON, a line that is not a
+row, no row at all) never stops the others, and is not the database's fault: its good rows are written,
+and it is set aside as `<name>.unreadable`, for a person to look at.
 """
 
 from __future__ import annotations
@@ -16,15 +20,26 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from otel_llm_cost.ledger.rows import Row
 
-__all__ = ["Spool", "default_spool_dir"]
+__all__ = ["Spool", "Unreadable", "default_spool_dir"]
 
 _SUFFIX = ".jsonl"
 _CLAIM = ".replaying-"
+_ASIDE = ".unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A spool file set aside: where it is now, how many rows were read (and written) from it, and why."""
+
+    path: Path
+    rows: int
+    reason: str
 
 
 def default_spool_dir() -> Path:
@@ -78,39 +93,65 @@ class Spool:
                 found.append(path)
         return sorted(found, key=lambda p: p.stat().st_mtime if p.exists() else 0)
 
-    def replay(self, write: Callable[[Sequence[Row]], object], batch_size: int = 500) -> tuple[int, list[Path]]:
+    def replay(self, write: Callable[[Sequence[Row]], object],
+               batch_size: int = 500) -> tuple[int, list[Path], list[Unreadable]]:
         """Hand every spooled row to `write`, batch by batch, and remove each file once it is written.
-        A `write` that raises leaves the file (unclaimed) for the next try. Returns rows and files done."""
-        rows_done, files_done = 0, []
+        A `write` that raises leaves the file (unclaimed) for the next try. A file that cannot be read
+        whole has its good rows written and is set aside. Returns rows written, files done, files set aside."""
+        rows_done, files_done, unreadable = 0, [], []
         for path in self.files():
-            claimed = path.with_name(path.name.partition(_CLAIM)[0] + _CLAIM + str(os.getpid()))
+            original = path.with_name(path.name.partition(_CLAIM)[0])
+            claimed = original.with_name(original.name + _CLAIM + str(os.getpid()))
             try:
                 os.replace(path, claimed)
             except FileNotFoundError:  # another process claimed it first
                 continue
+            read, problem = 0, None
             try:
                 batch: list[Row] = []
                 for row in _read(claimed):
+                    if isinstance(row, str):
+                        problem = problem or row
+                        continue
                     batch.append(row)
+                    read += 1
                     if len(batch) >= batch_size:
                         write(batch)
                         rows_done, batch = rows_done + len(batch), []
                 if batch:
                     write(batch)
                     rows_done += len(batch)
+            except OSError as error:  # the file itself cannot be read
+                problem = f"cannot read it: {error.strerror or error}"
             except BaseException:
-                os.replace(claimed, claimed.with_name(claimed.name.partition(_CLAIM)[0]))
+                os.replace(claimed, original)
                 raise
+            if problem is None and read == 0:
+                problem = "it holds no row"
+            if problem is not None:
+                aside = original.with_name(original.name + _ASIDE)
+                os.replace(claimed, aside)
+                unreadable.append(Unreadable(aside, read, problem))
+                continue
             claimed.unlink(missing_ok=True)
-            files_done.append(path.with_name(path.name.partition(_CLAIM)[0]))
-        return rows_done, files_done
+            files_done.append(original)
+        return rows_done, files_done, unreadable
 
 
-def _read(path: Path) -> Iterator[Row]:
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                yield Row.from_json(json.loads(line))
+def _read(path: Path) -> Iterator[Row | str]:
+    """Each line's row, or what is wrong with the line (a string); blank lines are nothing."""
+    with open(path, "rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line.decode("utf-8"))
+                if not isinstance(data, dict):
+                    raise TypeError(f"a JSON {type(data).__name__}, not a row")
+                yield Row.from_json(data)
+            except (ValueError, TypeError, KeyError, AttributeError) as error:
+                cut = "" if line.endswith(b"\n") else ", cut short"
+                yield f"line {number}{cut}: {type(error).__name__}: {str(error)[:120]}"
 
 
 def _alive(pid: int) -> bool:

@@ -1,7 +1,8 @@
 """The ledger in one SQLite file: the embedded default for one host, safe for several processes (WAL).
 
-Money stays exact: `cost_usd` holds the decimal as text, and `cost_e10` the same amount in integer
-units of 1e-10 USD, which SQL sums exactly. A crash loses at most the batch not yet written; WAL and
+Money stays exact: a cost is stored to 1e-10 USD (`rows.COST_UNIT`), as integer units in `cost_e10`, which
+SQL sums exactly and every read takes; `cost_usd` holds the same amount as text, for people reading the
+table (a ledger from before 0.2 may hold more digits there: reads ignore them). A crash loses at most the batch not yet written; WAL and
 one transaction per batch keep the file consistent.
 """
 
@@ -22,6 +23,7 @@ from otel_llm_cost.ledger._sql import (
     INDEXES,
     ROLLUP_UPSERT,
     rollup_migration,
+    rollup_rebuild,
     summarize,
     time_range,
 )
@@ -56,6 +58,9 @@ _MIGRATIONS: tuple[str, ...] = (
             unpriced INTEGER NOT NULL, errors INTEGER NOT NULL, blocked INTEGER NOT NULL,
             priced_tokens INTEGER NOT NULL, PRIMARY KEY (dim, day, key)) WITHOUT ROWID""",
         day="substr(ts, 1, 10)", measures=_MEASURES_SQL, tag_source="json_each(llm_calls.tags) AS t"),
+    # 3: one precision end to end: reads take `cost_e10`, which the rollup already added; rebuilt from the
+    # rows all the same, so every ledger starts this version from its rows
+    rollup_rebuild(day="substr(ts, 1, 10)", measures=_MEASURES_SQL, tag_source="json_each(llm_calls.tags) AS t"),
 )
 
 
@@ -151,8 +156,10 @@ class SqliteLedger:
         return [(*row[:7], _from_e10(row[7]), *row[8:]) for row in found]
 
     def rows(self, since: datetime | None, until: datetime | None) -> Iterator[Row]:
+        """The rows, each with its stored cost (`cost_e10`): what the reports added."""
         where, args = time_range(since, until, "?", _iso)
-        cursor = self._connection().execute(f"SELECT {','.join(COLUMNS)} FROM llm_calls {where} ORDER BY ts, id", args)
+        cursor = self._connection().execute(
+            f"SELECT {','.join(COLUMNS)}, cost_e10 FROM llm_calls {where} ORDER BY ts, id", args)
         for values in cursor:
             yield _row(values)
 
@@ -174,7 +181,7 @@ def _row(values: Sequence[Any]) -> Row:
     data = dict(zip(COLUMNS, values))
     data["ts"] = datetime.fromisoformat(data["ts"].replace("Z", "+00:00"))
     data["tags"] = json.loads(data["tags"] or "{}")
-    data["cost_usd"] = None if data["cost_usd"] is None else Decimal(data["cost_usd"])
+    data["cost_usd"] = None if values[-1] is None else _from_e10(values[-1])
     data["estimated"], data["batch"] = bool(data["estimated"]), bool(data["batch"])
     return Row(**data)
 
