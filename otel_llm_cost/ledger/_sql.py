@@ -60,15 +60,19 @@ def rollup_rebuild(*, day: str, measures: str, tag_source: str) -> str:
 
 
 def _rollup_fill(*, day: str, measures: str, tag_source: str) -> str:
-    statements = []
-    for dim, column in _COLUMNS.items():
-        statements.append(f"INSERT INTO llm_rollup SELECT '{dim}', {day}, "
-                          f"CASE WHEN {column} IS NULL THEN '' ELSE '=' || {column} END, {measures} "
-                          f"FROM llm_calls GROUP BY 2, 3")
-    statements.append(f"INSERT INTO llm_rollup SELECT 'day', {day}, '', {measures} FROM llm_calls GROUP BY 2")
-    statements.append(f"INSERT INTO llm_rollup SELECT 'tag:' || t.key, {day}, '=' || t.value, {measures} "
-                      f"FROM llm_calls, {tag_source} GROUP BY 1, 2, 3")
-    return ";\n".join(statements)
+    return ";\n".join(f"INSERT INTO llm_rollup {select}"
+                       for select in rollup_selects("llm_calls", day=day, measures=measures, tag_source=tag_source))
+
+
+def rollup_selects(source: str, *, day: str, measures: str, tag_source: str) -> list[str]:
+    """What rows of `source` add to the rollup, one SELECT per grouping, each giving the rollup's columns:
+    the one definition of a rollup key, for filling it from the ledger and for each batch written."""
+    selects = [f"SELECT '{dim}', {day}, CASE WHEN {column} IS NULL THEN '' ELSE '=' || {column} END, {measures} "
+               f"FROM {source} GROUP BY 2, 3" for dim, column in _COLUMNS.items()]
+    selects.append(f"SELECT 'day', {day}, '', {measures} FROM {source} GROUP BY 2")
+    selects.append(f"SELECT 'tag:' || t.key, {day}, '=' || t.value, {measures} "
+                   f"FROM {source}, {tag_source.replace('llm_calls.', source + '.')} GROUP BY 1, 2, 3")
+    return selects
 
 
 ROLLUP_SUMMARY = """

@@ -4,6 +4,7 @@ each cost as stored to 1e-10 USD (`rows.COST_UNIT`), so sums are exact and add u
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ from otel_llm_cost.ledger._sql import (
     ROLLUP_UPSERT,
     rollup_migration,
     rollup_rebuild,
+    rollup_selects,
     summarize,
     time_range,
 )
@@ -27,6 +29,8 @@ _MEASURES_SQL = """COUNT(*) FILTER (WHERE outcome <> 'blocked'), SUM(input_token
     COUNT(*) FILTER (WHERE outcome = 'blocked'),
     COALESCE(SUM(input_tokens + output_tokens) FILTER (WHERE cost_usd IS NOT NULL), 0)"""
 """A summary's sums, in `rollup.MEASURES` order."""
+
+_TAGS = "jsonb_each_text(llm_calls.tags) AS t(key, value)"
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -48,7 +52,7 @@ _MIGRATIONS: tuple[str, ...] = (
             cache_write_tokens BIGINT NOT NULL, reasoning_tokens BIGINT NOT NULL, cost NUMERIC(38, 15) NOT NULL,
             unpriced BIGINT NOT NULL, errors BIGINT NOT NULL, blocked BIGINT NOT NULL,
             priced_tokens BIGINT NOT NULL, PRIMARY KEY (dim, day, key))""",
-        day=_DAY, measures=_MEASURES_SQL, tag_source="jsonb_each_text(llm_calls.tags) AS t(key, value)"),
+        day=_DAY, measures=_MEASURES_SQL, tag_source=_TAGS),
     # 3: one precision end to end: each cost as stored to 1e-10 USD (half to even, as `rows.stored_cost`
     # rounds a new one), and the rollup rebuilt from those stored costs
     """
@@ -56,8 +60,7 @@ _MIGRATIONS: tuple[str, ...] = (
         WHEN cost_usd * 1e10 - trunc(cost_usd * 1e10) = 0.5 AND mod(trunc(cost_usd * 1e10), 2) = 0
         THEN trunc(cost_usd * 1e10) / 1e10 ELSE round(cost_usd, 10) END
     WHERE cost_usd IS NOT NULL AND cost_usd <> round(cost_usd, 10);
-    """ + rollup_rebuild(day=_DAY, measures=_MEASURES_SQL,
-                         tag_source="jsonb_each_text(llm_calls.tags) AS t(key, value)"),
+    """ + rollup_rebuild(day=_DAY, measures=_MEASURES_SQL, tag_source=_TAGS),
 )
 
 
@@ -65,6 +68,24 @@ _SUMMARY = """
     SELECT {key} AS k, """ + _MEASURES_SQL + """
     FROM llm_calls {where} GROUP BY 1
 """
+
+_COPY_TYPES = ["uuid", "timestamptz", *["text"] * 11, "jsonb", *["int8"] * 5, "numeric", "text", "text", "bool", "text",
+               "text", "bool", "text", "float8"]
+"""The columns' types, in `COLUMNS` order, for a binary COPY (no text to parse on either side)."""
+_INCOMING_TABLE = ("CREATE TEMPORARY TABLE IF NOT EXISTS llm_calls_incoming (LIKE llm_calls INCLUDING DEFAULTS) "
+                   "ON COMMIT DELETE ROWS")
+"""Where a batch lands first (COPY, the fastest way in): one per connection, emptied at each commit."""
+_ROLLED_UP = ("response_model, request_model, provider, session_id, user_id, service_name, job, tags, input_tokens, "
+              "output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, outcome")
+"""The columns the rollup reads of a new row."""
+_INSERT_AND_ROLL_UP = (
+    f"WITH added AS (INSERT INTO llm_calls ({','.join(COLUMNS)}) SELECT {','.join(COLUMNS)} FROM llm_calls_incoming "
+    f"ON CONFLICT (id) DO NOTHING RETURNING {_ROLLED_UP}, {_DAY} AS utc_day), "  # the day once a row
+    "deltas AS (" + " UNION ALL ".join(rollup_selects("added", day="utc_day", measures=_MEASURES_SQL, tag_source=_TAGS))
+    + ") " + ROLLUP_UPSERT.replace("VALUES ({ps})", "SELECT * FROM deltas ORDER BY 1, 2, 3")
+)
+"""The batch's new rows, and their sums added to the rollup, in one statement. The upserts go in key
+order on every host, so two writers never wait on each other in a cycle."""
 
 _MIGRATION_LOCK = 0x6C6C6D636F7374  # "llmcost": one advisory lock id for every host
 
@@ -91,6 +112,18 @@ class PostgresLedger:
         if connection is None or connection.closed:
             connection = self._psycopg.connect(self.url, connect_timeout=5, autocommit=False)
             self._local.connection = connection
+            self._local.incoming = False
+        return connection
+
+    def _writing_connection(self) -> Any:
+        """The connection, with its temporary table for incoming batches (made once, in its own
+        transaction, so a batch that fails cannot take it away)."""
+        connection = self._connection()
+        if not self._local.incoming:
+            with connection.transaction():
+                connection.execute(_INCOMING_TABLE)
+            connection.commit()
+            self._local.incoming = True
         return connection
 
     @staticmethod
@@ -107,25 +140,18 @@ class PostgresLedger:
         connection.commit()
 
     def write(self, rows: Sequence[Row], fresh: bool = False) -> None:
-        """The rows, and what they add to the rollup, in one transaction: only the rows this insert really
-        added (RETURNING), so a row already in the ledger adds nothing, whichever host wrote it first."""
-        connection = self._connection()
+        """The rows, and what they add to the rollup, in one transaction: COPY into a temporary table, then
+        one statement inserts them and adds to the rollup what the insert really added (RETURNING), so a
+        row already in the ledger adds nothing, whichever host wrote it first."""
         unique = rollup.distinct(rows)
         try:
+            connection = self._writing_connection()
             with connection.transaction(), connection.cursor() as cursor:
-                cursor.executemany(
-                    f"INSERT INTO llm_calls ({','.join(COLUMNS)}) VALUES ({','.join(['%s'] * len(COLUMNS))}) "
-                    "ON CONFLICT (id) DO NOTHING RETURNING id", [_values(row) for row in unique], returning=True)
-                inserted = set()
-                while True:
-                    inserted.update(str(found) for (found,) in cursor.fetchall())
-                    if not cursor.nextset():
-                        break
-                added = [row for row in unique if row.id in inserted]  # `fresh` or not, RETURNING knows
-                # the same order on every host: two writers' upserts never wait on each other in a cycle
-                deltas = sorted(rollup.deltas(added).items())
-                cursor.executemany(ROLLUP_UPSERT.format(ps=",".join(["%s"] * 14)),
-                                   [(*slot, *sums) for slot, sums in deltas])
+                with cursor.copy(f"COPY llm_calls_incoming ({','.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(_COPY_TYPES)
+                    for row in unique:
+                        copy.write_row(_values(row))
+                cursor.execute(_INSERT_AND_ROLL_UP)
             connection.commit()
         except self._psycopg.OperationalError:
             self._local.connection = None  # reconnect on the next batch
@@ -178,7 +204,7 @@ class PostgresLedger:
 def _values(row: Row) -> tuple[Any, ...]:
     from psycopg.types.json import Jsonb
 
-    return (row.id, row.ts.astimezone(UTC), row.trace_id, row.span_id, row.service_name, row.provider, row.operation,
+    return (uuid.UUID(row.id), row.ts.astimezone(UTC), row.trace_id, row.span_id, row.service_name, row.provider, row.operation,
             row.request_model, row.response_model, row.response_id, row.session_id, row.conversation_id, row.user_id,
             Jsonb(row.tags), row.input_tokens, row.output_tokens, row.cache_read_tokens, row.cache_write_tokens,
             row.reasoning_tokens, row.cost_usd, row.cost_source, row.pricing_source, row.estimated, row.outcome,
