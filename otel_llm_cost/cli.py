@@ -206,7 +206,7 @@ def _ledger_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("--since", metavar="WHEN", help="ISO date or time (UTC), or relative: 30m, 24h, 7d")
     command.add_argument("--until", metavar="WHEN", help="ISO date or time (UTC), or relative: 30m, 24h, 7d")
     command.add_argument("--raw", action="store_true", help="csv: do not prefix cells that a spreadsheet would "
-                         "run as a formula (=, +, -, @) with '")
+                         "run as a formula (=, +, -, @, TAB, CR) with '")
 
 
 def _ledger_url(args: argparse.Namespace) -> str:
@@ -289,12 +289,41 @@ def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, book: PriceBook) -> int:
-    from otel_llm_cost.ledger.report import export_rows, format_rows
+    from otel_llm_cost.ledger.focus import FOCUS_COLUMNS, FocusExport, focus_rows
+    from otel_llm_cost.ledger.report import csv_line, export_rows, format_rows
 
-    with _reading_ledger(args) as backend:
-        for line in format_rows(export_rows(args.since, args.until, ledger=backend), args.format, raw=args.raw):
-            sys.stdout.write(line)
+    focus = FocusExport()
+    with _reading_ledger(args) as backend, _output(args.output) as out:
+        rows = export_rows(args.since, args.until, ledger=backend)
+        if args.format == "focus":
+            lines = (csv_line(values, args.raw) for values in [list(FOCUS_COLUMNS), *focus_rows(rows, focus)])
+        else:
+            lines = format_rows(rows, args.format, raw=args.raw)
+        for line in lines:
+            out.write(line)
+    if focus.unknown_cost_calls:
+        print(f"otel-llm-cost: {focus.unknown_cost_calls:,} call(s) of unknown cost are not in the FOCUS export "
+              "(no price was known; `otel-llm-cost ledger reprice` prices them once one is)", file=sys.stderr)
+    if args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[Any]:
+    """Standard output, or the file `--output` names (written whole or not at all)."""
+    if path is None:
+        yield sys.stdout
+        return
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.partial")
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as out:
+            yield out
+        os.replace(temporary, target)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise CliError(f"cannot write --output {path!r}: {error.strerror or error}") from None
 
 
 def _cmd_ledger_replay(args: argparse.Namespace, book: PriceBook) -> int:
@@ -348,7 +377,7 @@ def _parser() -> argparse.ArgumentParser:
     estimate.add_argument("--provider", help="provider, when the model id alone is ambiguous (default: found "
                           "from the model)")
     estimate.add_argument("--max-tokens", type=int, metavar="N", help="the request's max_tokens: the output "
-                          f"tokens to assume (default: {DEFAULT_OUTPUT_TOKENS} or OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS)")
+                          f"tokens to assume (default: {DEFAULT_OUTPUT_TOKENS}, else 1024)")
     estimate.add_argument("--file", help="read the prompt from this file instead of stdin")
     estimate.add_argument("--batch", metavar="FILE.jsonl",
                           help="one prompt per line (a string, a messages list, or {\"messages\": ...}): the whole batch")
@@ -367,8 +396,10 @@ def _parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="the usage ledger's rows, one per call")
     _ledger_arguments(export)
-    export.add_argument("--format", default="jsonl", choices=("jsonl", "csv"),
-                        help="jsonl: one JSON object per row; csv: RFC 4180 (default: jsonl)")
+    export.add_argument("--format", default="jsonl", choices=("jsonl", "csv", "focus"),
+                        help="jsonl: one JSON object per row; csv: RFC 4180; focus: FinOps FOCUS 1.0 CSV, one "
+                             "charge row per day, provider, model, service, user and tags (default: jsonl)")
+    export.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
     export.set_defaults(handler=_cmd_export)
 
     ledger = commands.add_parser("ledger", help="look after the usage ledger")

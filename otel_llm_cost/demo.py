@@ -136,6 +136,10 @@ def run_demo(args: argparse.Namespace) -> int:
         oai = openai.OpenAI(base_url=fake.openai_url, api_key="offline-demo", max_retries=0)
         claude = anthropic.Anthropic(base_url=fake.anthropic_url, api_key="offline-demo", max_retries=0)
         others = _optional_clients(fake)
+        skipped = [name for name in _OPTIONAL_SDKS if name not in others]
+        if skipped:
+            print(f"note: the {', '.join(_OPTIONAL_SDKS[name] for name in skipped)} step(s) are skipped: their SDKs "
+                  "are not installed (pip install 'otel-llm-cost[demo]')", file=sys.stderr)
         if args.port:
             _progress(args.quiet, f"serving Prometheus metrics on http://{args.host}:{args.port}/metrics")
         deadline = time.monotonic() + args.duration
@@ -150,10 +154,14 @@ def run_demo(args: argparse.Namespace) -> int:
     print()
     print(llm_cost.session_usage(None).format("table"))
     print()
-    for status in llm_cost.budgets():
+    statuses = list(llm_cost.budgets())
+    name_width = max((len(status.name) for status in statuses), default=0)
+    limit_width = max((len(usd(status.limit)) for status in statuses), default=0) + 1
+    spent_width = max((len(column_usd(status.spent)) for status in statuses), default=0) + 1
+    for status in statuses:
         key = f" (worst key {status.key!r}, {status.exhausted_keys} exhausted)" if status.scope != "global" else ""
-        print(f"budget {status.name:18} {status.window:6} limit {'$' + usd(status.limit):>7}  "
-              f"spent ${column_usd(status.spent)}  utilization {status.utilization:6.1%}{key}")
+        print(f"budget {status.name:{name_width}} {status.window:6} limit {'$' + usd(status.limit):>{limit_width}}  "
+              f"spent {'$' + column_usd(status.spent):>{spent_width}}  utilization {status.utilization:8.1%}{key}")
     if ledger:
         print()
         print(llm_cost.usage_report(since=started, by="user").format("table"))
@@ -235,6 +243,9 @@ def _optional_clients(fake: Any) -> dict[str, Any]:
     return clients
 
 
+_OPTIONAL_SDKS = {"gemini": "Gemini (google-genai)", "mistral": "Mistral (mistralai)", "cohere": "Cohere (cohere)",
+                  "bedrock": "Bedrock (boto3)"}
+"""The demo's steps that need an SDK beyond openai and anthropic, by client name."""
 _MODEL_WIDTH = len(BEDROCK_CLAUDE)  # the longest model id the demo calls
 
 

@@ -4,6 +4,7 @@
 #
 #   requirements/test.lock   .venv-test and .venv-bench: extras dev + peers, plus requirements/test.in
 #   requirements/dev.lock    .venv (the demo, the examples): extra dev, plus requirements/test.in
+#   requirements/focus-validator.lock   .venv-focus: the FinOps Foundation's FOCUS validator, for its test
 #
 # requirements/overrides.txt lifts google-cloud-aiplatform's google-genai < 3 pin, so the Vertex AI SDK's
 # tests run beside the google-genai SDK users install today.
@@ -29,3 +30,7 @@ compile() {  # output, extras...
 }
 compile requirements/test.lock dev peers
 compile requirements/dev.lock dev
+# the FOCUS validator's own virtualenv (.venv-focus), for the FOCUS export test
+"$tools/bin/uv" pip compile requirements/focus-validator.in --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --generate-hashes --quiet -o requirements/focus-validator.lock
+echo "lock: requirements/focus-validator.lock" >&2

@@ -42,7 +42,7 @@ if [ "$mode" != dev ]; then
 fi
 
 stamp="$venv/.otel-llm-cost-installed"
-wanted="$mode $(cat pyproject.toml "$lock" | sha256sum | cut -c1-16)"
+wanted="$mode $(cat pyproject.toml "$lock" requirements/focus-validator.lock | sha256sum | cut -c1-16)"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
   step "$venv is up to date"
   exit 0
@@ -62,6 +62,17 @@ if ! { "$venv/bin/python" -m pip install --disable-pip-version-check "pip==26.3"
   tail -n 30 "$log" >&2
   step "pip failed; the whole log is in $log"
   exit 1
+fi
+if [ "$mode" = test ]; then
+  # the FinOps Foundation's FOCUS validator, which pins its own pandas world: a virtualenv of its own
+  step "installing the FOCUS validator into .venv-focus"
+  [ -x .venv-focus/bin/python ] || python3 -m venv .venv-focus
+  if ! .venv-focus/bin/python -m pip install --disable-pip-version-check --require-hashes --no-deps \
+         -r requirements/focus-validator.lock >>"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    step "pip failed; the whole log is in $log"
+    exit 1
+  fi
 fi
 if [ "$mode" = bench ]; then
   step "installing OpenLIT without its pins, and what it imports"

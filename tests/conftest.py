@@ -134,8 +134,10 @@ def _redis_processes(directory, *argument_lists: list[str]) -> list:
     assert binary, "redis-server missing: scripts/setup.sh installs Debian's redis-server package"
     processes = []
     for arguments in argument_lists:
-        processes.append(subprocess.Popen([binary, *arguments], cwd=directory, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
+        port = arguments[arguments.index("--port") + 1]
+        log = open(os.path.join(directory, f"redis-{port}.log"), "ab")  # why a server did not start
+        processes.append(subprocess.Popen([binary, *arguments], cwd=directory, stdout=log, stderr=log))
+        log.close()
     for arguments, process in zip(argument_lists, processes):
         port = int(arguments[arguments.index("--port") + 1])
         deadline = time.monotonic() + 20
@@ -147,7 +149,10 @@ def _redis_processes(directory, *argument_lists: list[str]) -> list:
                         break
             except OSError:
                 pass
-            assert process.poll() is None and time.monotonic() < deadline, f"redis on {port} did not start"
+            if process.poll() is not None or time.monotonic() >= deadline:
+                log = os.path.join(directory, f"redis-{port}.log")
+                tail = open(log, errors="replace").read()[-600:] if os.path.exists(log) else ""
+                raise AssertionError(f"redis on {port} did not start: {tail}")
             time.sleep(0.05)
     return processes
 
@@ -183,7 +188,8 @@ def _free_ports(count: int, *, cluster: bool = False) -> list[int]:
 def cluster_node_arguments(port: int, persist: bool = False) -> list[str]:
     """One cluster node's redis-server arguments; `persist`: every write on disk before it is answered,
     so a node killed and started again has all it acknowledged."""
-    durability = ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
+    durability = (["--appendonly", "yes", "--appendfsync", "always", "--appenddirname", f"appendonly-{port}"]
+                  if persist else ["--appendonly", "no"])  # each node its own AOF: they share the directory
     return ["--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes", "--cluster-config-file",
             f"nodes-{port}.conf", "--cluster-node-timeout", "2000", "--save", "", *durability]
 

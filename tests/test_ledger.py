@@ -81,6 +81,15 @@ def test_report_groups_by_each_key_highest_cost_first_with_exact_sums(backend):
     assert (total.calls, total.cost, total.unpriced_calls, total.errors) == (5, D("0.052"), 1, 1)
     assert total.input_tokens == 3_800 and total.cache_read_tokens == 600  # 3 x 1,000 + 800
     assert sum(by_model.blocked.values()) == 1  # refused before sending: in the book, not in the sums
+    as_json = json.loads(by_model.format("json"))  # and said in every format, not only the table
+    assert as_json["total"]["refused_calls"] == 1
+    assert {g["key"]: g["refused_calls"] for g in as_json["groups"]}["gpt-4o-2024-08-06"] == 1
+    csv_lines = by_model.format("csv").splitlines()
+    assert csv_lines[0].endswith(",refused_calls") and csv_lines[2].endswith(",1")
+    from otel_llm_cost.ledger.html import render_html
+
+    page = render_html(by_model, usage_report(by="day", ledger=backend))
+    assert "1 refused by a budget before being sent" in page and "<th>refused</th>" in page
     assert [k for k, _ in usage_report(by="user", ledger=backend).groups] == ["alice", "bob"]
     assert [k for k, _ in usage_report(by="service", ledger=backend).groups] == ["search", "billing"]
     assert [k for k, _ in usage_report(by="day", ledger=backend).groups] == ["2026-11-19", "2026-11-18"]

@@ -33,6 +33,8 @@ def render_html(report: UsageReport, by_day: UsageReport) -> str:
     esc = html.escape
     total = report.total
     unknown = f" + {total.unpriced_calls:,} calls of unknown price" if total.unpriced_calls else ""
+    refused = sum(report.blocked.values())
+    unknown += f"; {refused:,} refused by a budget before being sent" if refused else ""
     span = f"{_when(report.since) or 'the beginning'} to {_when(report.until) or 'now'} (UTC)"
     return "\n".join([
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -95,13 +97,14 @@ def _top_bars(report: UsageReport) -> str:
 
 def _table(report: UsageReport) -> str:
     head = "".join(f"<th>{name}</th>" for name in (html.escape(report.by), "calls", "input", "cache read", "output",
-                                                    "cost USD", "unpriced"))
+                                                    "cost USD", "unpriced", "refused"))
     rows = []
-    for key, s in [*report.groups, ("total", report.total)]:
+    for index, (key, s) in enumerate([*report.groups, ("total", report.total)]):
         cost = "unknown" if s.calls and not s.priced_calls else column_usd(s.cost)
+        refused = sum(report.blocked.values()) if index == len(report.groups) else report.blocked.get(key, 0)
         cells = [f"<td>{html.escape(_key(key))}</td>",
                  *(f'<td class="n">{value}</td>' for value in (
                      f"{s.calls:,}", f"{s.input_tokens:,}", f"{s.cache_read_tokens:,}", f"{s.output_tokens:,}",
-                     html.escape(cost), f"{s.unpriced_calls:,}"))]
+                     html.escape(cost), f"{s.unpriced_calls:,}", f"{refused:,}"))]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f'<table id="groups"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'

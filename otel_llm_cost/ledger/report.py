@@ -97,7 +97,9 @@ class UsageReport:
                     "reasoning_tokens": s.reasoning_tokens, "cost_usd": usd(s.cost), "unpriced_calls": s.unpriced_calls}
 
         return {"by": self.by, "since": _iso(self.since), "until": _iso(self.until),
-                "groups": [{"key": key, **fields_of(s)} for key, s in self.groups], "total": fields_of(self.total)}
+                "groups": [{"key": key, **fields_of(s), "refused_calls": self.blocked.get(key, 0)}
+                           for key, s in self.groups],
+                "total": {**fields_of(self.total), "refused_calls": sum(self.blocked.values())}}
 
     def format(self, style: str = "table", *, raw: bool = False) -> str:
         """`table` (control characters escaped), `json`, or `csv` (RFC 4180; cells a spreadsheet would

@@ -1,0 +1,85 @@
+"""Spend people act on: the FOCUS export FinOps tools ingest, re-pricing past rows once a price is known,
+and what the same usage would have cost on another model or tier. Each reads a ledger written by a real
+app (OpenAI and Anthropic calls through the fake provider, two users, a model with no price), on SQLite
+and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from otel_llm_cost.ledger import open_backend
+from otel_llm_cost.ledger.report import usage_report
+
+ROOT = Path(__file__).resolve().parent.parent
+FOCUS_VENV = ROOT / ".venv-focus"
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+
+_APP = r"""
+import sys
+import anthropic, openai
+import otel_llm_cost as llm_cost
+
+llm_cost.configure(ledger=sys.argv[1])
+oai = openai.OpenAI(base_url=sys.argv[2], api_key="k", max_retries=0)
+claude = anthropic.Anthropic(base_url=sys.argv[3], api_key="k", max_retries=0)
+messages = [{"role": "user", "content": "Hi"}]
+for user in ("alice", "bob"):
+    with llm_cost.session(f"s-{user}", user_id=user, feature="chat"):
+        oai.chat.completions.create(model="gpt-4o", messages=messages)
+        oai.chat.completions.create(model="gpt-4o-mini", messages=messages)
+        claude.messages.create(model="claude-haiku-4-5", max_tokens=200, messages=messages)
+        oai.chat.completions.create(model="acme-house-model", messages=messages)  # no price anywhere
+llm_cost.usage_report()  # written before exit
+"""
+
+
+@pytest.fixture
+def ledger(ledger_url, fake):
+    fake.set_model("gpt-4o", input_tokens=1_200, output_tokens=300, cache_read_tokens=200)
+    fake.set_model("gpt-4o-mini", input_tokens=900, output_tokens=100)
+    fake.set_model("claude-haiku-4-5", input_tokens=2_000, output_tokens=150)
+    fake.set_model("acme-house-model", input_tokens=5_000, output_tokens=500)
+    done = subprocess.run([sys.executable, "-c", _APP, ledger_url, fake.openai_url, fake.anthropic_url], env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return ledger_url
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "otel_llm_cost.cli", *args], env=ENV, capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_the_focus_export_passes_the_finops_foundations_validator_and_adds_up_to_the_report(ledger, tmp_path):
+    """FOCUS 1.0 as `focus-validator` 1.0.0 checks it. One rule is overridden: `SkuPriceId_Nullable` reads
+    `ChargeType`, a FOCUS 1.0-preview column that 1.0 renamed, so it fails on every conformant 1.0 file."""
+    out = tmp_path / "focus.csv"
+    done = _cli("export", "--ledger", ledger, "--format", "focus", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 call(s) of unknown cost are not in the FOCUS export" in done.stderr
+    charges = list(csv.DictReader(io.StringIO(out.read_text())))
+    total = usage_report(by="model", ledger=ledger).total.cost
+    assert sum(D(c["BilledCost"]) for c in charges) == total
+    assert all(c["BilledCost"] == c["EffectiveCost"] == c["ListCost"] == c["ContractedCost"] for c in charges)
+    assert {c["ResourceID"] for c in charges} == {"gpt-4o", "gpt-4o-mini", "claude-haiku-4-5"}
+    assert {json.loads(c["Tags"])["user"] for c in charges} == {"alice", "bob"}
+    assert {(c["ChargeCategory"], c["BillingCurrency"], c["ServiceCategory"]) for c in charges} == {
+        ("Usage", "USD", "AI and Machine Learning")}
+
+    assert (FOCUS_VENV / "bin" / "focus-validator").exists(), "scripts/setup.sh test installs .venv-focus"
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("overrides:\n  - SkuPriceId_Nullable\n")
+    site = next((FOCUS_VENV / "lib").glob("python3*/site-packages"))
+    checked = subprocess.run([str(FOCUS_VENV / "bin" / "focus-validator"), "--data-file", str(out),
+                              "--validate-version", "1.0", "--override-file", str(overrides)],
+                             cwd=site, capture_output=True, text=True, timeout=300)  # it reads files relative to cwd
+    assert "Validation succeeded." in checked.stdout + checked.stderr, checked.stdout + checked.stderr
