@@ -200,11 +200,13 @@ def _cmd_estimate(args: argparse.Namespace, book: PriceBook) -> int:
         default_output_tokens=args.settings.default_output_tokens, price_book=book))
 
 
-def _ledger_arguments(command: argparse.ArgumentParser) -> None:
+def _ledger_arguments(command: argparse.ArgumentParser, raw: bool = True) -> None:
     command.add_argument("--ledger", metavar="URL", help="sqlite:///path/usage.db or postgresql://... "
                          "(default: OTEL_LLM_COST_LEDGER)")
     command.add_argument("--since", metavar="WHEN", help="ISO date or time (UTC), or relative: 30m, 24h, 7d")
     command.add_argument("--until", metavar="WHEN", help="ISO date or time (UTC), or relative: 30m, 24h, 7d")
+    if not raw:
+        return
     command.add_argument("--raw", action="store_true", help="csv: do not prefix cells that a spreadsheet would "
                          "run as a formula (=, +, -, @, TAB, CR) with '")
 
@@ -357,6 +359,30 @@ def _cmd_ledger_replay(args: argparse.Namespace, book: PriceBook) -> int:
     return 0
 
 
+def _cmd_ledger_reprice(args: argparse.Namespace, book: PriceBook) -> int:
+    """Price again the rows of unknown cost (or all), and say what changed."""
+    from otel_llm_cost.ledger.reprice import reprice
+    from otel_llm_cost.ledger.report import ReportError, parse_range
+
+    try:
+        since, until = parse_range(args.since, args.until)
+    except ReportError as error:
+        raise _report_error(error) from None
+    backend = _open_ledger(_ledger_url(args))
+    try:
+        found = reprice(backend, since, until, book, every=args.every, dry_run=args.dry_run)
+    finally:
+        backend.close()
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{len(found.changes):,} of {found.looked_at:,} rows {verb}; total ${usd(found.before)} -> "
+          f"${usd(found.after)}" + (f"; {found.still_unknown:,} rows still of unknown cost" if found.still_unknown else ""))
+    if args.dry_run:
+        print("dry run: nothing was written")
+    else:
+        print("budgets are not changed: the past is repriced, not enforced again")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from otel_llm_cost import __version__
 
@@ -403,7 +429,7 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export)
 
     ledger = commands.add_parser("ledger", help="look after the usage ledger")
-    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="{replay}")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="{replay,reprice}")
     replay = ledger_commands.add_parser("replay", help="write the rows that processes spooled to files while the "
                                         "ledger was down at their exit")
     replay.add_argument("--ledger", metavar="URL", help="sqlite:///path/usage.db or postgresql://... "
@@ -411,6 +437,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--spool", metavar="DIR", help="where the spool files are (default: "
                         "OTEL_LLM_COST_LEDGER_SPOOL, else beside a SQLite ledger or in the user cache directory)")
     replay.set_defaults(handler=_cmd_ledger_replay)
+    reprice = ledger_commands.add_parser(
+        "reprice", help="price again the rows whose cost was unknown (or every row) with the prices known now",
+        description="Prices again, from their stored usage, the rows whose cost was unknown (with --all, every "
+                    "row), with the prices known now: genai-prices' data and OTEL_LLM_COST_PRICING_FILE. Each row "
+                    "gets its price's source; the rollup is rebuilt, so reports agree. Budgets are not changed: "
+                    "the past is repriced, not enforced again.")
+    _ledger_arguments(reprice, raw=False)
+    reprice.add_argument("--all", action="store_true", dest="every", help="every row, not only those of unknown cost")
+    reprice.add_argument("--dry-run", action="store_true", help="say what would change, and change nothing")
+    reprice.set_defaults(handler=_cmd_ledger_reprice)
 
     fake = commands.add_parser("fake-provider", help="serve the built-in fake provider (every wire format) on "
                                "loopback, to try your own app offline", description="Serves until Ctrl-C or SIGTERM; "

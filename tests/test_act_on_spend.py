@@ -54,9 +54,9 @@ def ledger(ledger_url, fake):
     return ledger_url
 
 
-def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "otel_llm_cost.cli", *args], env=ENV, capture_output=True,
-                          text=True, timeout=120, **kwargs)
+def _cli(*args: str, env: dict[str, str] = ENV) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "otel_llm_cost.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_the_focus_export_passes_the_finops_foundations_validator_and_adds_up_to_the_report(ledger, tmp_path):
@@ -83,3 +83,33 @@ def test_the_focus_export_passes_the_finops_foundations_validator_and_adds_up_to
                               "--validate-version", "1.0", "--override-file", str(overrides)],
                              cwd=site, capture_output=True, text=True, timeout=300)  # it reads files relative to cwd
     assert "Validation succeeded." in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+
+
+def _house_prices(tmp_path: Path) -> dict[str, str]:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."acme-house-model"]\ninput_per_mtok = 1.5\noutput_per_mtok = 4\n')
+    return {"OTEL_LLM_COST_PRICING_FILE": str(prices)}
+
+
+def test_reprice_gives_past_calls_of_unknown_cost_the_price_known_now(ledger, tmp_path):
+    """A model priced after its calls: `--dry-run` changes nothing; then the total becomes exactly the old
+    total plus its tokens at that price, no call is left unpriced, and each row says where its price came from."""
+    before = usage_report(by="model", ledger=ledger)
+    assert before.total.unpriced_calls == 2
+    env = {**ENV, **_house_prices(tmp_path)}
+    dry = _cli("ledger", "reprice", "--ledger", ledger, "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith("2 of 8 rows would change") and "dry run: nothing was written" in dry.stdout
+    assert usage_report(by="model", ledger=ledger).total.cost == before.total.cost
+
+    done = _cli("ledger", "reprice", "--ledger", ledger, env=env)
+    assert done.returncode == 0, done.stderr
+    added = 2 * (5_000 * D("1.5") + 500 * D(4)) / 10**6
+    assert f"-> ${(before.total.cost + added).normalize():f}" in done.stdout and "budgets are not changed" in done.stdout
+    after = usage_report(by="model", ledger=ledger)
+    assert after.total.cost == before.total.cost + added and after.total.unpriced_calls == 0
+    assert dict(after.groups)["acme-house-model"].cost == added  # the rollup, rebuilt, agrees
+    house = [row for row in open_backend(ledger).rows(None, None) if row.request_model == "acme-house-model"]
+    assert {(row.pricing_source, row.cost_source) for row in house} == {("custom", "repriced")}
+    again = _cli("ledger", "reprice", "--ledger", ledger, env=env)
+    assert again.stdout.startswith("0 of 8 rows changed")  # nothing left to price

@@ -32,6 +32,9 @@ _MEASURES_SQL = """COUNT(*) FILTER (WHERE outcome <> 'blocked'), SUM(input_token
 
 _TAGS = "jsonb_each_text(llm_calls.tags) AS t(key, value)"
 
+_REBUILD = rollup_rebuild(day=_DAY, measures=_MEASURES_SQL, tag_source=_TAGS)
+"""The rollup emptied and filled again from the rows."""
+
 _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE llm_calls (
@@ -60,7 +63,7 @@ _MIGRATIONS: tuple[str, ...] = (
         WHEN cost_usd * 1e10 - trunc(cost_usd * 1e10) = 0.5 AND mod(trunc(cost_usd * 1e10), 2) = 0
         THEN trunc(cost_usd * 1e10) / 1e10 ELSE round(cost_usd, 10) END
     WHERE cost_usd IS NOT NULL AND cost_usd <> round(cost_usd, 10);
-    """ + rollup_rebuild(day=_DAY, measures=_MEASURES_SQL, tag_source=_TAGS),
+    """ + _REBUILD,
 )
 
 
@@ -156,6 +159,17 @@ class PostgresLedger:
         except self._psycopg.OperationalError:
             self._local.connection = None  # reconnect on the next batch
             raise
+
+    def reprice(self, changes: Sequence[tuple[str, Decimal, str]], cost_source: str) -> None:
+        """Set these rows' costs (id, stored cost, pricing source) and rebuild the rollup from the rows, in
+        one transaction."""
+        connection = self._connection()
+        with connection.transaction(), connection.cursor() as cursor:
+            cursor.executemany(
+                "UPDATE llm_calls SET cost_usd = %s, pricing_source = %s, cost_source = %s WHERE id = %s",
+                [(cost, source, cost_source, row_id) for row_id, cost, source in changes])
+            cursor.execute(_REBUILD)
+        connection.commit()
 
     def is_row_error(self, error: BaseException) -> bool:
         """A value PostgreSQL refuses (out of range, not encodable, a NUL left in text), not a server that

@@ -36,6 +36,9 @@ _MEASURES_SQL = """SUM(outcome != 'blocked'), SUM(input_tokens), SUM(output_toke
     SUM(CASE WHEN cost_usd IS NOT NULL THEN input_tokens + output_tokens ELSE 0 END)"""
 """A summary's sums, in `rollup.MEASURES` order (cost in units of 1e-10 USD)."""
 
+_REBUILD = rollup_rebuild(day="substr(ts, 1, 10)", measures=_MEASURES_SQL, tag_source="json_each(llm_calls.tags) AS t")
+"""The rollup emptied and filled again from the rows."""
+
 _MIGRATIONS: tuple[str, ...] = (
     # 1: the contract's table, and indexes on time and on each group key
     """
@@ -60,7 +63,7 @@ _MIGRATIONS: tuple[str, ...] = (
         day="substr(ts, 1, 10)", measures=_MEASURES_SQL, tag_source="json_each(llm_calls.tags) AS t"),
     # 3: one precision end to end: reads take `cost_e10`, which the rollup already added; rebuilt from the
     # rows all the same, so every ledger starts this version from its rows
-    rollup_rebuild(day="substr(ts, 1, 10)", measures=_MEASURES_SQL, tag_source="json_each(llm_calls.tags) AS t"),
+    _REBUILD,
 )
 
 
@@ -125,6 +128,22 @@ class SqliteLedger:
                                    "ON CONFLICT (id) DO NOTHING", [_values(row) for row in added])
             connection.executemany(ROLLUP_UPSERT.format(ps=",".join("?" * 14)),
                                    [(*slot, *sums) for slot, sums in rollup.deltas(added, _e10).items()])
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def reprice(self, changes: Sequence[tuple[str, Decimal, str]], cost_source: str) -> None:
+        """Set these rows' costs (id, stored cost, pricing source) and rebuild the rollup from the rows, in
+        one transaction."""
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany(
+                "UPDATE llm_calls SET cost_usd = ?, cost_e10 = ?, pricing_source = ?, cost_source = ? WHERE id = ?",
+                [(f"{cost:f}", _e10(cost), source, cost_source, row_id) for row_id, cost, source in changes])
+            for statement in filter(str.strip, _REBUILD.split(";")):
+                connection.execute(statement)
         except BaseException:
             connection.execute("ROLLBACK")
             raise
