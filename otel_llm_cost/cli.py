@@ -269,10 +269,17 @@ def _reading_ledger(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _cmd_report(args: argparse.Namespace, book: PriceBook) -> int:
+    import dataclasses
+
     from otel_llm_cost.ledger.report import usage_report
+    from otel_llm_cost.ledger.whatif import what_if
 
     with _reading_ledger(args) as backend:
         report = usage_report(args.since, args.until, by=args.by, ledger=backend)
+        if args.as_model or args.as_tier:
+            report = dataclasses.replace(report, what_if=what_if(
+                backend.rows(report.since, report.until), report.by, book, as_model=args.as_model,
+                as_tier=args.as_tier))
         if args.format == "html":
             from otel_llm_cost.ledger.html import render_html
 
@@ -418,6 +425,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="table for people, json or csv (RFC 4180) for programs, html for one self-contained "
                              "page with a chart (default: table)")
     report.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    report.add_argument("--as-model", metavar="MODEL", help="also say what the same usage would have cost on MODEL "
+                        "(what-if, and the difference), e.g. gpt-4o-mini")
+    report.add_argument("--as-tier", choices=("batch", "flex", "priority"),
+                        help="also say what the same usage would have cost at this service tier (what-if)")
     report.set_defaults(handler=_cmd_report)
 
     export = commands.add_parser("export", help="the usage ledger's rows, one per call")

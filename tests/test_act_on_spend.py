@@ -113,3 +113,46 @@ def test_reprice_gives_past_calls_of_unknown_cost_the_price_known_now(ledger, tm
     assert {(row.pricing_source, row.cost_source) for row in house} == {("custom", "repriced")}
     again = _cli("ledger", "reprice", "--ledger", ledger, env=env)
     assert again.stdout.startswith("0 of 8 rows changed")  # nothing left to price
+
+
+def _genai_prices_cost(model: str, row) -> D:
+    """A row's usage at `model`'s price, computed by genai-prices itself (not through our price book)."""
+    import genai_prices
+
+    usage = genai_prices.Usage(input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                               cache_read_tokens=row.cache_read_tokens or None)
+    return D(str(genai_prices.calc_price(usage, model_ref=model, provider_id="openai").total_price))
+
+
+def test_what_if_prices_the_same_usage_on_another_model_and_says_the_difference(ledger):
+    from otel_llm_cost.ledger.rows import stored_cost
+
+    done = _cli("report", "--ledger", ledger, "--by", "user", "--as-model", "gpt-4o-mini", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    rows = [row for row in open_backend(ledger).rows(None, None) if row.outcome != "blocked"]
+    for group in data["groups"]:
+        mine = [row for row in rows if row.user_id == group["key"]]
+        expected = sum((stored_cost(_genai_prices_cost("gpt-4o-mini", row)) for row in mine), D(0))
+        assert D(group["what_if_cost_usd"]) == expected  # every call, the house model's too, at gpt-4o-mini
+        assert group["what_if_difference_usd"] is None  # the actual cost is unknown: a call had no price
+    assert D(data["total"]["what_if_cost_usd"]) == sum(D(g["what_if_cost_usd"]) for g in data["groups"])
+    assert data["what_if"]["as"] == "gpt-4o-mini"
+
+    by_model = json.loads(_cli("report", "--ledger", ledger, "--as-model", "gpt-4o-mini", "--format", "json").stdout)
+    for group in by_model["groups"]:
+        if group["unpriced_calls"] == 0:
+            assert D(group["what_if_difference_usd"]) == D(group["what_if_cost_usd"]) - D(group["cost_usd"])
+
+
+def test_what_if_at_the_batch_tier_halves_what_openai_and_anthropic_charge(ledger):
+    data = json.loads(_cli("report", "--ledger", ledger, "--as-tier", "batch", "--format", "json").stdout)
+    groups = {group["key"]: group for group in data["groups"]}
+    for model in ("gpt-4o-mini", "claude-haiku-4-5"):  # no cache reads: exactly the Batch APIs' 50% off
+        assert D(groups[model]["what_if_cost_usd"]) == D(groups[model]["cost_usd"]) / 2
+    gpt_4o = groups["gpt-4o"]  # its cached input already costs the batch input rate: not halved again
+    assert D(gpt_4o["cost_usd"]) / 2 < D(gpt_4o["what_if_cost_usd"]) < D(gpt_4o["cost_usd"])
+    assert groups["acme-house-model"]["what_if_cost_usd"] is None  # no price, batch or not
+    assert data["total"]["what_if_cost_usd"] is None
+    table = _cli("report", "--ledger", ledger, "--as-tier", "batch").stdout
+    assert "what-if USD" in table and "what-if: the same usage as batch tier" in table

@@ -33,7 +33,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["report", "--ledger", "missing.db"], "otel-llm-cost: --ledger 'sqlite:///missing.db' cannot be used: "
                                            "'missing.db' does not exist (no call has been recorded there)"),
     (["report", "--ledgr", "x"], "otel-llm-cost report: error: unrecognized arguments: --ledgr x"),
-    (["ledger"], "otel-llm-cost ledger: error: the following arguments are required: {replay}"),
+    (["ledger"], "otel-llm-cost ledger: error: the following arguments are required: {replay,reprice}"),
     (["fake-provider", "--port", "99999"], "otel-llm-cost: --port 99999 is not a port (0 to 65535)"),
     (["fake-provider", "--model", "gpt-4o"], "otel-llm-cost: --model 'gpt-4o' is not NAME=field=value,..."),
     (["fake-provider", "--model", "gpt-4o=output_tokens=many"],

@@ -111,10 +111,10 @@ def test_report_json_is_the_contracts_shape(backend):
     assert data == {"by": "user", "since": None, "until": None,
                     "groups": [{"key": "alice", "calls": 2, "input_tokens": 2_000, "output_tokens": 200,
                                 "cache_read_tokens": 400, "cache_write_tokens": 0, "reasoning_tokens": 0,
-                                "cost_usd": "0.0035", "unpriced_calls": 1}],
+                                "cost_usd": "0.0035", "unpriced_calls": 1, "refused_calls": 0}],
                     "total": {"calls": 2, "input_tokens": 2_000, "output_tokens": 200, "cache_read_tokens": 400,
                               "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": "0.0035",
-                              "unpriced_calls": 1}}
+                              "unpriced_calls": 1, "refused_calls": 0}}
 
 
 def test_the_schema_is_versioned_and_migrating_again_changes_nothing(backend):

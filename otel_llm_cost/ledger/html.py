@@ -98,13 +98,18 @@ def _top_bars(report: UsageReport) -> str:
 def _table(report: UsageReport) -> str:
     head = "".join(f"<th>{name}</th>" for name in (html.escape(report.by), "calls", "input", "cache read", "output",
                                                     "cost USD", "unpriced", "refused"))
+    if report.what_if is not None:
+        head += (f"<th>as {html.escape(report.what_if.label)}, USD</th><th>difference</th>")
     rows = []
     for index, (key, s) in enumerate([*report.groups, ("total", report.total)]):
+        total = index == len(report.groups)
         cost = "unknown" if s.calls and not s.priced_calls else column_usd(s.cost)
-        refused = sum(report.blocked.values()) if index == len(report.groups) else report.blocked.get(key, 0)
+        refused = sum(report.blocked.values()) if total else report.blocked.get(key, 0)
+        what_if = report._what_if_of(None if total else key, s, total=total)
         cells = [f"<td>{html.escape(_key(key))}</td>",
                  *(f'<td class="n">{value}</td>' for value in (
                      f"{s.calls:,}", f"{s.input_tokens:,}", f"{s.cache_read_tokens:,}", f"{s.output_tokens:,}",
-                     html.escape(cost), f"{s.unpriced_calls:,}", f"{refused:,}"))]
+                     html.escape(cost), f"{s.unpriced_calls:,}", f"{refused:,}",
+                     *(html.escape(value or "unknown") for value in what_if.values())))]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f'<table id="groups"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'

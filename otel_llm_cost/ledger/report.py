@@ -89,6 +89,18 @@ class UsageReport:
     groups: list[tuple[str | None, SessionSummary]] = field(default_factory=list)
     total: SessionSummary = field(default_factory=lambda: SessionSummary(None))
     blocked: dict[str | None, int] = field(default_factory=dict)
+    what_if: Any = None
+    """A `whatif.WhatIf`: the same usage priced on another model or tier (`report --as-model/--as-tier`)."""
+
+    def _what_if_of(self, key: str | None, summary: SessionSummary, total: bool = False) -> dict[str, Any]:
+        """A group's (or the total's) what-if cost and its difference to the actual cost (what-if minus
+        actual; unknown when either is), as JSON and CSV give them."""
+        if self.what_if is None:
+            return {}
+        value = self.what_if.total if total else self.what_if.costs.get(key)
+        actual_known = not summary.unpriced_calls
+        return {"what_if_cost_usd": None if value is None else usd(value),
+                "what_if_difference_usd": None if value is None or not actual_known else usd(value - summary.cost)}
 
     def to_dict(self) -> dict[str, Any]:
         def fields_of(s: SessionSummary) -> dict[str, Any]:
@@ -96,10 +108,14 @@ class UsageReport:
                     "cache_read_tokens": s.cache_read_tokens, "cache_write_tokens": s.cache_write_tokens,
                     "reasoning_tokens": s.reasoning_tokens, "cost_usd": usd(s.cost), "unpriced_calls": s.unpriced_calls}
 
-        return {"by": self.by, "since": _iso(self.since), "until": _iso(self.until),
-                "groups": [{"key": key, **fields_of(s), "refused_calls": self.blocked.get(key, 0)}
-                           for key, s in self.groups],
-                "total": {**fields_of(self.total), "refused_calls": sum(self.blocked.values())}}
+        out = {"by": self.by, "since": _iso(self.since), "until": _iso(self.until),
+               "groups": [{"key": key, **fields_of(s), "refused_calls": self.blocked.get(key, 0),
+                           **self._what_if_of(key, s)} for key, s in self.groups],
+               "total": {**fields_of(self.total), "refused_calls": sum(self.blocked.values()),
+                         **self._what_if_of(None, self.total, total=True)}}
+        if self.what_if is not None:
+            out["what_if"] = {"as": self.what_if.label, "notes": self.what_if.notes}
+        return out
 
     def format(self, style: str = "table", *, raw: bool = False) -> str:
         """`table` (control characters escaped), `json`, or `csv` (RFC 4180; cells a spreadsheet would
@@ -109,8 +125,8 @@ class UsageReport:
         if style == "csv":
             data = self.to_dict()
             header = ["key", *data["total"]]
-            return "".join(csv_line([group[name] for name in header], raw) for group in [dict(zip(header, header)),
-                                                                                          *data["groups"]])
+            return "".join(csv_line([_number(name, group[name]) for name in header], raw)
+                           for group in [dict(zip(header, header)), *data["groups"]])
         if style != "table":
             raise ReportError(f"format={style!r} is not one of table, json, csv")
         return self._table()
@@ -119,21 +135,36 @@ class UsageReport:
         label = printable(self.by)
         keys = ["(none)" if key is None else printable(str(key)) for key, _ in self.groups]
         width = max([24, len(label), *(len(key) for key in keys)])
+        what_if = self.what_if
         header = (f"{label:{width}} {'calls':>7} {'input':>12} {'cache rd':>11} {'output':>10} {'cost USD':>13} "
-                  f"{'unpriced':>8}")
+                  f"{'unpriced':>8}" + (f" {'what-if USD':>13} {'difference':>13}" if what_if is not None else ""))
         lines = [f"usage by {printable(label)}, {_iso(self.since) or 'the beginning'} to {_iso(self.until) or 'now'} "
                  "(UTC)", header, "-" * len(header)]
         for index, (key, s) in enumerate([*zip(keys, (g for _, g in self.groups)), ("total", self.total)]):
             if index == len(keys):
                 lines.append("-" * len(header))
             cost = "unknown" if s.calls and not s.priced_calls else column_usd(s.cost)
-            lines.append(f"{key:{width}} {s.calls:>7,} {s.input_tokens:>12,} "
-                         f"{s.cache_read_tokens:>11,} {s.output_tokens:>10,} {cost:>13} {s.unpriced_calls:>8,}")
+            line = (f"{key:{width}} {s.calls:>7,} {s.input_tokens:>12,} "
+                    f"{s.cache_read_tokens:>11,} {s.output_tokens:>10,} {cost:>13} {s.unpriced_calls:>8,}")
+            if what_if is not None:
+                values = self._what_if_of(self.groups[index][0] if index < len(keys) else None, s,
+                                          total=index == len(keys))
+                line += (f" {values['what_if_cost_usd'] or 'unknown':>13} "
+                         f"{values['what_if_difference_usd'] or 'unknown':>13}")
+            lines.append(line)
+        if what_if is not None:
+            lines.append(f"what-if: the same usage as {printable(what_if.label)}"
+                         + "".join(f"; {printable(note)}" for note in what_if.notes))
         blocked = sum(self.blocked.values())
         if blocked:
             lines.append(f"{blocked:,} call{'s' if blocked != 1 else ''} refused by a budget before being sent "
                          "(not counted above)")
         return "\n".join(lines)
+
+
+def _number(name: str, value: Any) -> Any:
+    """A money cell as a number, so a negative difference is not mistaken for a formula and prefixed."""
+    return Decimal(value) if name.endswith("_usd") and isinstance(value, str) and value != name else value
 
 
 def _iso(value: datetime | None) -> str | None:
