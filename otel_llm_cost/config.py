@@ -27,7 +27,8 @@ ON_EXCEED: Final = "OTEL_LLM_COST_ON_EXCEED"
 BUDGET_STORE: Final = "OTEL_LLM_COST_BUDGET_STORE"
 BUDGET_STORE_FAILURE: Final = "OTEL_LLM_COST_BUDGET_STORE_FAILURE"
 BUDGET_LEASE: Final = "OTEL_LLM_COST_BUDGET_LEASE"
-"""`on` (default): a process admits calls against a leased slice of a shared budget, without a round trip."""
+"""`on`: a process admits calls against a leased slice of a shared budget, without a round trip (opt-in:
+see the README's "Budget leases" for the over-admission still seen in 2 of about 10 four-process races)."""
 DEFAULT_OUTPUT_TOKENS: Final = "OTEL_LLM_COST_DEFAULT_OUTPUT_TOKENS"
 PRICING_FILE: Final = "OTEL_LLM_COST_PRICING_FILE"
 PRICES_UPDATE: Final = "OTEL_LLM_COST_PRICES_UPDATE"
@@ -73,7 +74,7 @@ class Settings:
     on_exceed: str = "raise"
     budget_store: str = "memory"
     budget_store_failure: str = "allow"
-    budget_lease: bool = True
+    budget_lease: bool = False
     default_output_tokens: int = 1024
     pricing_file: Path | None = None
     prices_update: bool = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from decimal import Decimal as D
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from otel_llm_cost.budget import Budget
 from otel_llm_cost.budget.guard import BudgetGuard
 from otel_llm_cost.budget.outage import OutageBuffer
-from otel_llm_cost.budget.stores import Claim, SqliteStore, store_from_url
+from otel_llm_cost.budget.stores import Claim, SqliteStore, StoreUnavailable, store_from_url
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -147,3 +148,34 @@ def test_a_sentinel_failover_under_load_loses_and_doubles_nothing(tmp_path):
         spent, reserved = store_from_url(url).usage("ha", "", "total")
         assert settled[0] > 200 and spent == D("0.01") * settled[0]
         assert reserved == 0
+
+
+def test_a_batch_cut_halfway_is_never_counted_as_free_twice(redis_url):
+    """A Redis pipeline can be applied before its connection drops and its reply is lost: the batch stays
+    queued (sent again later, it counts once by op id), and meanwhile this process no longer counts the
+    holds it releases as free. Counted, they would be spent twice: here 9 and then 5 on a $10 budget
+    whose $6 hold was already released."""
+    store = store_from_url(redis_url)
+    store.clear()
+    real, cut = store.apply_writes, {"left": 1}
+
+    def applied_then_cut(writes):
+        real(writes)  # the server applied the batch...
+        if cut["left"]:
+            cut["left"] -= 1
+            raise StoreUnavailable("connection lost while reading the reply")  # ...and the reply was lost
+
+    store.apply_writes = applied_then_cut
+    buffer = OutageBuffer(store, write_behind=0.001)
+    buffer.RETRY_AFTER_FAILURE = 3.0  # the window in which the batch is queued but already applied
+    buffer.settle(buffer.reserve([Claim("cut", "", "total", D("6"), D("10"))]), D("1"))
+    deadline = time.monotonic() + 5
+    while cut["left"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert buffer.pending == 1 and store.usage("cut", "", "total") == (D(1), D(0))
+    for amount in ("9", "5"):
+        buffer.reserve([Claim("cut", "", "total", D(amount), D("10"))])
+    spent, held = store.usage("cut", "", "total")
+    assert spent + held <= D(10)  # counted twice, the 6 released would have let both in: $15 on $10
+    assert buffer.flush() and store.usage("cut", "", "total")[0] == D(1)  # the batch again: applied once

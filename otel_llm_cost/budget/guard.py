@@ -111,7 +111,7 @@ class BudgetGuard:
         price_book: PriceBook | None = None,
         on_store_failure: str = "allow",
         fallback_models: Iterable[tuple[str, str]] = (),
-        lease: bool = True,
+        lease: bool = False,
     ) -> None:
         self.store: BudgetStore = leased(buffered(store or MemoryStore(), on_store_failure), lease)
         self.default_output_tokens = default_output_tokens

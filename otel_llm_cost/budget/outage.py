@@ -100,17 +100,34 @@ class _Unapplied:
     """Per slot, what this process's queued writes will do once applied: spend added, holds released.
     Amounts are rounded as the store keeps them, so netting is exact to the store's last unit."""
 
-    __slots__ = ("spent", "released")
+    __slots__ = ("spent", "released", "uncertain")
 
     def __init__(self) -> None:
         self.spent: dict[Slot, Decimal] = {}
         self.released: dict[Slot, Decimal] = {}
+        self.uncertain: set[str] = set()
+        """Writes whose releases are no longer counted: a batch failed while it was sent, so the store may
+        have applied them already (a Redis pipeline cut halfway); counting them again could overspend."""
 
     def count(self, write: Write, quantize: object, sign: int) -> None:
         amount = quantize(write.amount) if write.amount else ZERO  # type: ignore[operator]
         if amount:
             for slot in write.added_to():
                 _bump(self.spent, slot, sign * amount)
+        if write.op_id in self.uncertain:
+            if sign < 0:  # applied at last: nothing of it is counted any more
+                self.uncertain.discard(write.op_id)
+            return
+        self._releases(write, quantize, sign)
+
+    def withdraw_releases(self, write: Write, quantize: object) -> None:
+        """Stop counting `write`'s releases as free until it is applied: its batch may have been applied in
+        part. Its spend stays counted, so the process over-reserves meanwhile, never under."""
+        if write.op_id not in self.uncertain:
+            self.uncertain.add(write.op_id)
+            self._releases(write, quantize, -1)
+
+    def _releases(self, write: Write, quantize: object, sign: int) -> None:
         for r in write.reservations:
             if r.id:  # an outage's placeholder holds nothing in the store
                 _bump(self.released, (r.budget, r.key, r.window), sign * quantize(r.amount))  # type: ignore[operator]
@@ -291,6 +308,8 @@ class OutageBuffer:
         except StoreUnavailable as error:
             self._failed(error)
             self._enqueue(write)
+            with self._lock:  # it may have been applied before the connection failed
+                self._unapplied.withdraw_releases(write, self.store.quantize)
             return
         self.incident.recovered(self._recovery_detail())
 
@@ -318,7 +337,13 @@ class OutageBuffer:
                     batch = list(itertools.islice(self._pending, min(left, _BATCH)))
                 left -= len(batch)
                 with self._gate.exclusive():
-                    self.store.apply_writes(batch)  # StoreUnavailable propagates; the batch stays queued
+                    try:
+                        self.store.apply_writes(batch)  # StoreUnavailable propagates; the batch stays queued
+                    except BaseException:
+                        with self._lock:
+                            for write in batch:
+                                self._unapplied.withdraw_releases(write, self.store.quantize)
+                        raise
                     with self._lock:
                         for write in batch:
                             if self._pending and self._pending[0] is write:
