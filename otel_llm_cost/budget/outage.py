@@ -266,7 +266,9 @@ class OutageBuffer:
                 for key, (spent, held) in known.items()]
 
     def clear(self, budget: str | None = None) -> None:
-        with self._lock:
+        """Forget a budget's (or every) queued writes and data, here and in the store. A batch the settler is
+        applying finishes first, so none of the budget's writes lands after the store is cleared."""
+        with self._replay_lock, self._lock:
             if budget is None:
                 self._pending.clear()
                 self._last.clear()
@@ -274,13 +276,13 @@ class OutageBuffer:
             else:
                 self._pending = deque(w for w in self._pending if all(not belongs_to(s[0], budget)
                                                                       for s in w.added_to()))
-            self._unapplied = _Unapplied()  # counted again from what stays queued
-            for write in self._pending:
-                self._unapplied.count(write, self.store.quantize, +1)
                 for table in (self._last, self._last_keys):
                     for slot in [s for s in table if belongs_to(s[0], budget)]:
                         del table[slot]
-        self.store.clear(budget)
+            self._unapplied = _Unapplied()  # counted again from what stays queued
+            for write in self._pending:
+                self._unapplied.count(write, self.store.quantize, +1)
+            self.store.clear(budget)
 
     def flush(self) -> bool:
         """Replay queued writes now; True when none is left (at shutdown, and in tests)."""
