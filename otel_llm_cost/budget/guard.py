@@ -286,6 +286,9 @@ class BudgetGuard:
     def _crossings(self, call: LLMCall, hold: Hold) -> None:
         """Thresholds this call's spend made a budget reach: an event on its span; callbacks notified."""
         try:
+            # this process's spend goes to the store before it looks: a process that checks after it then
+            # sees it, so a crossing made by calls in several processes is seen by one of them
+            self.flush()
             self._events(call, self.thresholds.check(self.store, self._budgets, hold.reservations, self._status_of))
         except Exception:
             exception_once(_logger, "budget-thresholds", "otel-llm-cost: could not check budget thresholds")
