@@ -81,8 +81,6 @@ class LeasedStore:
         self._ids = itertools.count()
         self._returner: threading.Thread | None = None
         self._pid = os.getpid()
-        self.round_trips = 0
-        """Store round trips made inside calls (slices taken): what a benchmark divides by the calls."""
         _leased_stores.add(self)
         at_multiprocessing_exit(self, "release_all", priority=11)  # before the buffer's flush (10)
 
@@ -138,7 +136,6 @@ class LeasedStore:
         keep = old.in_flight if old is not None else ZERO
         if old is not None:
             self.store.settle([old.reservation], old.spent)  # queued; netted out of the reads below
-        self.round_trips += 1
         spent, held = self.store.usage(*slot)
         left = (claim.limit or ZERO) - spent - held
         if keep + claim.amount > left:
@@ -147,7 +144,6 @@ class LeasedStore:
         slice_ = min(claim.amount * LEASE_CALLS, (left - keep - claim.amount) * LEASE_SHARE)
         name = old.name if old is not None else f"{_PREFIX}{next(self._ids)}"  # its calls in flight move along
         for amount in (keep + claim.amount + slice_, keep + claim.amount):  # another process may take some first
-            self.round_trips += 1
             result = self.store.reserve([replace(claim, amount=amount)])
             if not isinstance(result, Refusal):
                 # an outage that began just now gives a placeholder that holds nothing: a lease of it

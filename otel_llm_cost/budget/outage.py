@@ -309,23 +309,25 @@ class OutageBuffer:
             self.store.apply_writes([write])
         except StoreUnavailable as error:
             self._failed(error)
-            self._enqueue(write)
-            with self._lock:  # it may have been applied before the connection failed
-                self._unapplied.withdraw_releases(write, self.store.quantize)
+            if self._enqueue(write):
+                with self._lock:  # it may have been applied before the connection failed
+                    self._unapplied.withdraw_releases(write, self.store.quantize)
             return
         self.incident.recovered(self._recovery_detail())
 
-    def _enqueue(self, write: Write) -> None:
+    def _enqueue(self, write: Write) -> bool:
+        """Queue `write`; False when the queue is full and it is dropped (and counted)."""
         with self._lock:
             if len(self._pending) < self._max_pending:
                 self._pending.append(write)
                 self._unapplied.count(write, self.store.quantize, +1)
-                return
+                return True
             self.dropped += 1
             first_drop = self.dropped == 1
         if first_drop:
             _logger.warning("otel-llm-cost: budget store outage queue is full (%d writes); later spend is "
                             "not counted until the store is back", self._max_pending)
+        return False
 
     def _replay(self) -> None:
         """Apply queued writes, oldest first, as many at once as the store takes in one round trip;

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["DIMENSIONS", "MEASURES", "distinct", "deltas", "encode_key", "decode_key", "split", "rolls_up", "merge"]
+__all__ = ["DIMENSIONS", "MEASURES", "distinct", "deltas", "column_keys", "encode_key", "decode_key", "split", "rolls_up", "merge"]
 
 DIMENSIONS = ("model", "provider", "session", "user", "service", "job")
 """The columns a report groups by, besides the day and tags."""
@@ -52,6 +52,13 @@ def distinct(rows: Iterable[Any]) -> list[Any]:
     return list({row.id: row for row in rows}.values())
 
 
+def column_keys(row: Any) -> list[tuple[str, str | None]]:
+    """The groupings a row's columns give, and its key in each (`day` and tags apart): the one
+    definition reports, the rollup and what-if share."""
+    return [("model", row.response_model or row.request_model), ("provider", row.provider),
+            ("session", row.session_id), ("user", row.user_id), ("service", row.service_name), ("job", row.job)]
+
+
 def deltas(rows: Iterable[Any], money: Callable[[Decimal], Any] = Decimal) -> dict[tuple[str, str, str], list[Any]]:
     """(dimension, day, key) -> the sums the rows add, as `MEASURES`. `money` stores a row's cost as the
     backend's rows do (SQLite: integer units of 1e-10 USD, each row rounded as its row is), so the rollup
@@ -71,9 +78,7 @@ def deltas(rows: Iterable[Any], money: Callable[[Decimal], Any] = Decimal) -> di
                   row.cache_write_tokens, row.reasoning_tokens, money(cost) if cost is not None else zero,
                   1 if cost is None and not blocked else 0, 1 if row.outcome == "error" else 0, 1 if blocked else 0,
                   row.input_tokens + row.output_tokens if cost is not None else 0)
-        keys = [("model", row.response_model or row.request_model), ("provider", row.provider),
-                ("session", row.session_id), ("user", row.user_id), ("service", row.service_name), ("job", row.job)]
-        slots = [(dim, day, encode_key(value)) for dim, value in keys]
+        slots = [(dim, day, encode_key(value)) for dim, value in column_keys(row)]
         slots.append(("day", day, ""))
         slots.extend((f"tag:{name}", day, encode_key(value)) for name, value in (row.tags or {}).items())
         for slot in slots:

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Final
 
 from otel_llm_cost.ledger.reprice import usage_of
+from otel_llm_cost.ledger.rollup import column_keys
 from otel_llm_cost.ledger.rows import Row, stored_cost
 from otel_llm_cost.pricing import PriceBook
 
@@ -38,8 +39,7 @@ def group_key(row: Row, by: str) -> str | None:
         return row.tags.get(by[4:])
     if by == "day":
         return row.ts.strftime("%Y-%m-%d")
-    return {"model": row.response_model or row.request_model, "provider": row.provider, "session": row.session_id,
-            "user": row.user_id, "service": row.service_name, "job": row.job}[by]
+    return dict(column_keys(row))[by]
 
 
 def what_if(rows: Iterable[Row], by: str, price_book: PriceBook, *, as_model: str | None = None,
